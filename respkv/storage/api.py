@@ -1,0 +1,103 @@
+"""The storage engine interface: the one seam between the node and the bytes on disk.
+
+Two implementations honour it: ``respkv.storage.memory.MemoryEngine`` (a dict; the test double
+and the ``--engine memory`` mode) and ``respkv.storage.lsm.LSMEngine`` (the hand-written LSM).
+
+Contracts every engine keeps:
+
+* Keys and values are ``bytes``. Keys are ordered bytewise; ``scan`` yields in that order.
+* ``get``/``put``/``delete``/``write_batch``/``scan`` are synchronous, never block on I/O beyond
+  a buffered append (the LSM's commit-log append goes to an in-memory buffer), and are only ever
+  called from the node's one trio thread.
+* Expiry is data, not behaviour, on the read path: records are returned even when their
+  ``expire_at_ms`` lies in the past; the caller (the keyspace layer, which owns the clock) decides
+  they are gone. Compaction may drop records that expired before the ``now_ms`` it is given.
+* ``meta`` is opaque: the cluster layer stores its version vectors there; a single node leaves it
+  empty.
+* Durability: a mutation is in the OS after ``write_pending()`` and on disk after ``sync()``.
+  ``sync()`` may run in a worker thread while the trio thread goes on calling ``put``; it makes
+  durable at least everything appended before it was called and returns the highest sequence
+  number that is now durable. The node acknowledges a write under ``appendfsync always`` only
+  after a ``sync()`` that returned a sequence >= the write's.
+* Background work (memtable flush, compaction) is done by ``do_background_work()``, called from a
+  worker thread while the trio thread goes on serving; it must leave the engine consistent at every
+  step, so a crash anywhere in it recovers to a state holding every synced write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple, Protocol
+
+
+class Record(NamedTuple):
+    """A live value as the engine returns it. Tombstones are never returned."""
+
+    value: bytes
+    expire_at_ms: int = 0  # absolute unix time in ms; 0 means no expiry
+    meta: bytes = b""
+
+
+# One mutation of a batch: (key, record) for a put, (key, None) for a delete.
+Mutation = tuple[bytes, "Record | None"]
+
+
+class Engine(Protocol):
+    def get(self, key: bytes) -> Record | None:
+        """The newest live record of ``key``, or None if absent or deleted."""
+        ...
+
+    def put(self, key: bytes, value: bytes, expire_at_ms: int = 0, meta: bytes = b"") -> int:
+        """Write ``key``; returns the mutation's sequence number."""
+        ...
+
+    def delete(self, key: bytes) -> int:
+        """Delete ``key`` (a tombstone in an LSM); returns the sequence number."""
+        ...
+
+    def write_batch(self, mutations: list[Mutation]) -> int:
+        """Apply all mutations atomically (all or none survive a crash); returns the last seq."""
+        ...
+
+    def delete_range(self, start: bytes, end: bytes | None) -> int:
+        """Delete every key k with start <= k < end (end None: no upper bound)."""
+        ...
+
+    def scan(self, start: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, Record]]:
+        """Live records with start <= key < end, in key order. The iterator sees a consistent
+        snapshot taken when it was created; mutations made while iterating are not seen."""
+        ...
+
+    # -- durability -------------------------------------------------------------------------
+    def write_pending(self) -> int:
+        """Hand buffered commit-log bytes to the OS (no fsync); returns the last seq written."""
+        ...
+
+    def sync(self) -> int:
+        """write_pending() then fsync; returns the highest seq now durable. Thread-safe."""
+        ...
+
+    @property
+    def last_seq(self) -> int: ...
+
+    # -- background work --------------------------------------------------------------------
+    def background_work_pending(self) -> bool:
+        """True when a flush or compaction is due. Cheap; called from the trio thread."""
+        ...
+
+    def do_background_work(self) -> bool:
+        """Do one unit of flush/compaction (blocking; runs in a worker thread). True if it did
+        something."""
+        ...
+
+    def write_stalled(self) -> bool:
+        """True when writers must wait for background work (too many frozen memtables)."""
+        ...
+
+    def stats(self) -> dict[str, int | float | str]:
+        """Figures for INFO persistence (names are snake_case INFO field names)."""
+        ...
+
+    def close(self) -> None:
+        """Sync and release files. The engine is unusable afterwards."""
+        ...
