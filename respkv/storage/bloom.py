@@ -1,0 +1,89 @@
+"""Bloom filter (Bloom 1970) with double hashing (Kirsch & Mitzenmacher 2006).
+
+One 128-bit xxh3 hash per key gives h1 (low 64 bits) and h2 (high 64 bits); probe i tests bit
+``(h1 + i * h2) mod m``. The hash is computed once per lookup by the engine and reused for every
+table, so a table's filter check costs only the probes. Serialized form: see FILTER_FIXED in
+format.py and docs/formats/sstable.md (k u8 | m u64 | ceil(m/8) bytes, bit i of the filter is
+bit (i mod 8), most significant first, of byte i // 8: bitarray's big-endian order).
+"""
+
+from __future__ import annotations
+
+import math
+
+import xxhash
+from bitarray import bitarray
+
+from respkv.storage.format import FILTER_FIXED
+
+MASK64 = (1 << 64) - 1
+key_hash = xxhash.xxh3_128_intdigest
+
+
+def num_probes(bits_per_key: int) -> int:
+    return max(1, min(30, round(bits_per_key * math.log(2))))
+
+
+class BloomBuilder:
+    """Accumulates key hashes into a filter sized up front for ``expected_keys`` keys (an
+    overestimate only lowers the false-positive rate)."""
+
+    def __init__(self, expected_keys: int, bits_per_key: int = 10) -> None:
+        self.k = num_probes(bits_per_key)
+        self.m = max(64, expected_keys * bits_per_key)
+        self.bits = bitarray(self.m, endian="big")
+        self.bits.setall(0)
+        self._pending: list[int] = []
+
+    def add(self, key: bytes) -> None:
+        h = key_hash(key)
+        h1 = h & MASK64
+        h2 = h >> 64
+        m = self.m
+        pending = self._pending
+        for i in range(self.k):
+            pending.append((h1 + i * h2) % m)
+        if len(pending) >= 65536:
+            self._drain()
+
+    def _drain(self) -> None:
+        if self._pending:
+            self.bits[self._pending] = 1
+            self._pending = []
+
+    def finish(self) -> bytes:
+        self._drain()
+        return FILTER_FIXED.pack(self.k, self.m) + self.bits.tobytes()
+
+
+class BloomFilter:
+    __slots__ = ("k", "m", "bits")
+
+    def __init__(self, k: int, m: int, bits: bitarray) -> None:
+        self.k = k
+        self.m = m
+        self.bits = bits
+
+    @classmethod
+    def decode(cls, data: bytes) -> BloomFilter:
+        k, m = FILTER_FIXED.unpack_from(data, 0)
+        bits = bitarray(endian="big")
+        bits.frombytes(data[FILTER_FIXED.size :])
+        if len(bits) < m or k < 1:
+            raise ValueError("filter block too short")
+        del bits[m:]
+        return cls(k, m, bits)
+
+    def may_contain_hash(self, h: int) -> bool:
+        """False means the key is certainly absent. ``h`` is ``key_hash(key)``."""
+        h1 = h & MASK64
+        h2 = h >> 64
+        m = self.m
+        bits = self.bits
+        for i in range(self.k):
+            if not bits[(h1 + i * h2) % m]:
+                return False
+        return True
+
+    def may_contain(self, key: bytes) -> bool:
+        return self.may_contain_hash(key_hash(key))

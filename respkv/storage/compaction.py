@@ -1,0 +1,82 @@
+"""Compaction policy and merge: size-tiered, over contiguous runs of tables (as RocksDB's
+"universal" compaction), after Cassandra's SizeTieredCompactionStrategy.
+
+Why size-tiered and not leveled: this engine is CPU-bound in Python, and every byte a compaction
+rewrites costs interpreter time that the trio thread competes with (the GIL). Size-tiered
+rewrites each byte about log_4(data / memtable) times, leveled about 10x per level; reads pay
+with more tables to probe, which the per-table Bloom filters (one hash per get, shared across
+tables) make cheap. Restricting merges to runs that are contiguous in age keeps the tables'
+sequence ranges disjoint, so the read path can stop at the first (newest) table holding a key.
+The full argument is in docs/formats/manifest.md.
+
+Tombstones (point and range) and expired records are dropped only when the run includes the
+oldest table ("bottom"), since only then can no older table still hold the key; a tombstone is
+kept until ``tombstone_grace_ms`` after its deletion (Cassandra's gc_grace: it must outlive
+repair). An expired record in a non-bottom run becomes a tombstone (its deletion time is its
+expiry), so it keeps shadowing older versions.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Sequence
+
+from respkv.storage.format import KIND_DELETE
+from respkv.storage.sstable import Entry, RangeTombstone
+
+MIN_MERGE_WIDTH = 4  # tables of similar size merged at once (Cassandra's min_threshold)
+SIMILAR_RATIO = 2.0  # a run is "similar" when its largest table <= ratio x its smallest
+MAX_TABLES = 12  # beyond this, merge the newest tables regardless of size
+
+
+def pick_run(sizes: Sequence[int], min_width: int = MIN_MERGE_WIDTH,
+             ratio: float = SIMILAR_RATIO, max_tables: int = MAX_TABLES) -> tuple[int, int] | None:
+    """[start, end) of the run of tables (newest first, by size) to merge next, or None."""
+    n = len(sizes)
+    for start in range(n - min_width + 1):
+        lo = hi = sizes[start]
+        j = start + 1
+        while j < n:
+            nlo, nhi = min(lo, sizes[j]), max(hi, sizes[j])
+            if nhi > ratio * max(nlo, 1):
+                break
+            lo, hi = nlo, nhi
+            j += 1
+        if j - start >= min_width:
+            return (start, j)
+    if n > max_tables:
+        return (0, n - max_tables + 1) if n - max_tables + 1 >= 2 else (0, 2)
+    return None
+
+
+def merge_entries(sources: list[Iterator[Entry]], rts: list[RangeTombstone], bottom: bool,
+                  now_ms: int, grace_ms: int) -> Iterator[Entry]:
+    """The newest version of each key across ``sources`` (each sorted by (key, -seq)), minus what
+    ``rts`` deletes, minus what compaction may drop (see the module docstring)."""
+    it = heapq.merge(*sources) if len(sources) != 1 else sources[0]
+    last = None
+    for e in it:
+        key = e[0]
+        if key == last:
+            continue  # an older version, shadowed
+        last = key
+        if rts:
+            seq = -e[1]
+            if any(rt.covers(key, seq) for rt in rts):
+                continue
+        t = e[3]
+        if e[2] == KIND_DELETE:
+            if bottom and t + grace_ms <= now_ms:
+                continue
+        elif t and t <= now_ms:
+            if bottom:
+                continue
+            e = (key, e[1], KIND_DELETE, t, b"", b"")
+        yield e
+
+
+def surviving_range_tombstones(rts: list[RangeTombstone], bottom: bool, now_ms: int,
+                               grace_ms: int) -> list[RangeTombstone]:
+    if not bottom:
+        return list(rts)
+    return [rt for rt in rts if rt.deleted_at_ms + grace_ms > now_ms]

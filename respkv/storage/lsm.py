@@ -1,0 +1,744 @@
+"""LSMEngine: the hand-written log-structured merge tree behind ``respkv.storage.api.Engine``.
+
+After O'Neil et al., "The Log-Structured Merge-Tree" (1996), in the shape of LevelDB/Bigtable
+(Chang et al. 2006): a commit log and a memtable in front, immutable SSTables behind, a manifest
+naming the live tables. Byte layouts: docs/formats/{commitlog,sstable,manifest}.md.
+
+Threads and ownership
+---------------------
+* The trio thread calls get/put/delete/write_batch/delete_range/scan, and owns the active
+  memtable and the commit-log append buffer (no lock on that path).
+* ``sync`` may run in a worker thread concurrently with it; ``do_background_work`` (flush and
+  compaction) in another. Flush and compaction may also run concurrently with each other
+  (``do_flush``/``do_compaction``).
+* The read path sees the frozen memtables and the tables through one immutable ``_State`` swapped
+  atomically under ``_state_lock`` (held only for the swap, never across I/O), so a reader never
+  sees a memtable disappear before its table appears.
+* ``_write_lock`` orders writes into the current log file (a short write(2)); ``_sync_lock``
+  serializes fsyncs of log files and their deletion; ``_manifest_lock`` serializes manifest edits.
+
+Durability
+----------
+A mutation is durable once a ``sync()`` that started after it returns (it returns the highest
+durable seq). Logs are rotated with the memtable; a sealed log is fsynced by the next ``sync()``.
+A log is deleted only after a manifest edit recording the table that holds its memtable (and a
+``log_number`` past it) is fsynced. Recovery replays the logs the manifest does not cover,
+writes them to a table, and starts a fresh manifest and log; every crash point recovers to a
+state holding every synced write (tests/storage/test_crash.py checks each one).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from respkv.storage.api import Mutation, Record
+from respkv.storage.bloom import key_hash
+from respkv.storage.commitlog import (
+    DELETE_SEED,
+    PUT_SEED,
+    LogWriter,
+    encode_batch,
+    encode_range_delete,
+    read_log,
+)
+from respkv.storage.compaction import merge_entries, pick_run, surviving_range_tombstones
+from respkv.storage.errors import EngineClosedError, TableCorruptionError
+from respkv.storage.format import (
+    KIND_DELETE,
+    KIND_PUT,
+    LOG_DELETE,
+    LOG_DELETE_FIXED,
+    LOG_PUT,
+    LOG_PUT_FIXED,
+    RECORD_HEADER,
+    log_name,
+    manifest_name,
+    parse_file_name,
+    table_name,
+)
+from respkv.storage.fs import FileSystem, OSFileSystem
+from respkv.storage.manifest import (
+    ManifestState,
+    ManifestWriter,
+    TableMeta,
+    VersionEdit,
+    read_current,
+    read_manifest,
+)
+from respkv.storage.memtable import Memtable, covered
+from respkv.storage.sstable import (
+    MISSING,
+    BlockCache,
+    Entry,
+    RangeTombstone,
+    TableBuilder,
+    TableReader,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MEMTABLE_BYTES = 64 << 20
+DEFAULT_BLOCK_CACHE_BYTES = 32 << 20
+DEFAULT_TOMBSTONE_GRACE_MS = 10 * 24 * 3600 * 1000  # 10 days, like Cassandra's gc_grace_seconds
+# Python memory per memtable entry beyond its key/value/meta bytes (dict slot, tuple, Record,
+# int, bytes headers), measured with tracemalloc on CPython 3.11; memtable_bytes counts it.
+ENTRY_OVERHEAD = 260
+MAX_FROZEN = 2  # write_stalled() when this many frozen memtables wait for a flush
+
+_put_pack = LOG_PUT_FIXED.pack
+_del_pack = LOG_DELETE_FIXED.pack
+_hdr_pack = RECORD_HEADER.pack
+_crc32 = zlib.crc32
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class _State:
+    """What the read path sees besides the active memtable. Immutable; swapped whole."""
+
+    frozen: tuple[Memtable, ...]  # newest first
+    tables: tuple[TableReader, ...]  # newest first (disjoint seq ranges, descending)
+
+
+def _sorted_tables(tables: list[TableReader] | tuple[TableReader, ...]) -> tuple[TableReader, ...]:
+    return tuple(sorted(tables, key=lambda t: t.props.max_seq, reverse=True))
+
+
+class LSMEngine:
+    """See the module docstring. Construct with ``LSMEngine.open``."""
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str,
+        *,
+        fs: FileSystem | None = None,
+        now_ms: Callable[[], int] = _wall_clock_ms,
+        memtable_bytes: int = DEFAULT_MEMTABLE_BYTES,
+        block_cache_bytes: int = DEFAULT_BLOCK_CACHE_BYTES,
+        skip_corrupt: bool = False,
+        inline_background: bool = False,
+        tombstone_grace_ms: int = DEFAULT_TOMBSTONE_GRACE_MS,
+        bloom_bits_per_key: int = 10,
+        max_frozen: int = MAX_FROZEN,
+    ) -> LSMEngine:
+        """Open (creating if needed) the database in directory ``path``.
+
+        Recovery replays the commit logs the manifest does not cover: a torn tail is truncated;
+        a bad record followed by valid ones raises LogCorruptionError (file, offset) unless
+        ``skip_corrupt``, which skips it with a warning (like Redis's aof-load-truncated). A
+        damaged table raises TableCorruptionError. Orphan files of a crashed flush, compaction
+        or open are deleted.
+        """
+        self = cls.__new__(cls)
+        self._init(path, fs or OSFileSystem(), now_ms, memtable_bytes, block_cache_bytes,
+                   skip_corrupt, inline_background, tombstone_grace_ms, bloom_bits_per_key,
+                   max_frozen)
+        return self
+
+    def _init(self, path: str, fs: FileSystem, now_ms: Callable[[], int], memtable_bytes: int,
+              block_cache_bytes: int, skip_corrupt: bool, inline_background: bool,
+              tombstone_grace_ms: int, bloom_bits_per_key: int, max_frozen: int) -> None:
+        self._fs = fs
+        self._dir = path
+        self._now_ms = now_ms
+        self._memtable_bytes = memtable_bytes
+        self._inline = inline_background
+        self._grace = tombstone_grace_ms
+        self._bits_per_key = bloom_bits_per_key
+        self._max_frozen = max_frozen
+        self._cache = BlockCache(block_cache_bytes)
+        self._write_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._manifest_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._compact_lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._closed = False
+        # figures for stats()
+        self._bloom_negatives = 0
+        self._bloom_false_positives = 0
+        self._bloom_true_positives = 0
+        self._table_bytes_written = 0
+        self._user_bytes_base = 0
+        self._flushes = 0
+        self._compactions = 0
+        self._recovered_torn_bytes = 0
+        self._recovered_skipped = 0
+        self._recovered_ops = 0
+
+        fs.mkdir(path)
+        current = read_current(fs, path)
+        mstate = read_manifest(fs, fs.join(path, current)) if current else ManifestState()
+        names = fs.listdir(path)
+        max_seen = max((p[1] for p in map(parse_file_name, names) if p), default=0)
+        self._next_file = itertools.count(max(mstate.next_file, max_seen + 1))
+
+        tables: list[TableReader] = []
+        for meta in mstate.tables.values():
+            tpath = fs.join(path, table_name(meta.number))
+            if not fs.exists(tpath):
+                raise TableCorruptionError(tpath, 0, "table named by the manifest is missing")
+            tables.append(TableReader(fs.open_read(tpath), meta.number, meta.level))
+        seq = mstate.last_seq
+
+        # Replay the logs the manifest does not cover, oldest first, into memtables.
+        log_numbers = sorted(n for k, n in filter(None, map(parse_file_name, names))
+                             if k == "log" and n >= mstate.log_number)
+        mems: list[Memtable] = []
+        mem = Memtable(0, seq + 1)
+        mem_bytes = 0
+        for n in log_numbers:
+            lpath = fs.join(path, log_name(n))
+            ops, res = read_log(fs.read_file(lpath), lpath, skip_corrupt)
+            if res.torn_bytes:
+                log.warning("commit log %s: dropped a torn tail of %d bytes at offset %d",
+                            lpath, res.torn_bytes, res.valid_end)
+            self._recovered_torn_bytes += res.torn_bytes
+            self._recovered_skipped += len(res.skipped)
+            self._recovered_ops += len(ops)
+            for op in ops:
+                s = op[1]
+                if s <= mstate.last_seq:
+                    continue  # already in a table (cannot happen with a sane manifest)
+                if op[0] == "put":
+                    mem.data[op[2]] = (s, Record(op[3], op[4], op[5]))
+                    mem_bytes += len(op[2]) + len(op[3]) + len(op[5]) + ENTRY_OVERHEAD
+                elif op[0] == "del":
+                    mem.data[op[2]] = (s, None, op[3])
+                    mem_bytes += len(op[2]) + ENTRY_OVERHEAD
+                else:
+                    mem.add_range_tombstone(RangeTombstone(op[2], op[3], s, op[4]))
+                seq = max(seq, s)
+                if mem_bytes >= memtable_bytes:
+                    mem.last_seq = seq
+                    mems.append(mem)
+                    mem = Memtable(0, seq + 1)
+                    mem_bytes = 0
+        mem.last_seq = seq
+        mems.append(mem)
+        # Write the recovered memtables to tables; the new manifest will name them.
+        added: list[TableMeta] = []
+        for m in mems:
+            if m.is_empty():
+                continue
+            meta, reader = self._write_table(self._alloc(), m.iter_entries(), m.rts,
+                                             len(m.data), level=0)
+            if reader is not None:
+                tables.append(reader)
+                added.append(meta)
+        # New log, then a new manifest holding everything (its CURRENT switch fsyncs the dir,
+        # which also makes the new log's and the recovered tables' names durable).
+        log_number = self._alloc()
+        lpath = fs.join(path, log_name(log_number))
+        self._log = LogWriter(log_number, lpath, fs.create(lpath))
+        for meta in added:
+            mstate.tables[meta.number] = meta
+        mstate.log_number = log_number
+        mstate.last_seq = seq
+        manifest_number = self._alloc()
+        mstate.next_file = manifest_number + 1
+        self._manifest = ManifestWriter.create(fs, path, manifest_number, mstate)
+        self._mstate = mstate
+        self._log.needs_dir_sync = False
+        # Everything else is garbage: old logs and manifests, orphans of crashed work.
+        live_tables = set(mstate.tables)
+        for name in fs.listdir(path):
+            p = parse_file_name(name)
+            if p is None:
+                continue
+            kind, n = p
+            if ((kind == "sst" and n not in live_tables) or (kind == "log" and n != log_number)
+                    or (kind == "manifest" and n != manifest_number) or kind == "temp"):
+                fs.unlink(fs.join(path, name))
+
+        self._seq = seq
+        self._durable_seq = seq
+        self._logs: dict[int, LogWriter] = {log_number: self._log}
+        self._sealed: list[LogWriter] = []
+        self._buf = self._log.buf
+        self._mem = Memtable(log_number, seq + 1)
+        self._mem_data = self._mem.data
+        self._user_bytes = 0
+        self._set_freeze_threshold()
+        self._state = _State((), _sorted_tables(tables))
+        if self._inline:
+            self._run_background_inline()
+
+    def _alloc(self) -> int:
+        return next(self._next_file)
+
+    def _set_freeze_threshold(self) -> None:
+        # put() freezes the memtable when user_bytes + seq * OVERHEAD reaches this.
+        self._freeze_at = (self._user_bytes + self._seq * ENTRY_OVERHEAD
+                           + self._memtable_bytes)
+
+    # -- writes (trio thread) ----------------------------------------------------------------
+    def put(self, key: bytes, value: bytes, expire_at_ms: int = 0, meta: bytes = b"") -> int:
+        seq = self._seq + 1
+        ub = self._user_bytes + len(key) + len(value) + len(meta)
+        if ub + seq * ENTRY_OVERHEAD >= self._freeze_at:
+            self._make_room()
+            ub = self._user_bytes + len(key) + len(value) + len(meta)
+        body = _put_pack(seq, expire_at_ms, len(key), len(meta), len(value)) + key + meta + value
+        buf = self._buf
+        buf += _hdr_pack(_crc32(body, PUT_SEED), len(body), LOG_PUT)
+        buf += body
+        self._mem_data[key] = (seq, Record(value, expire_at_ms, meta))
+        self._user_bytes = ub
+        self._seq = seq
+        return seq
+
+    def delete(self, key: bytes) -> int:
+        seq = self._seq + 1
+        ub = self._user_bytes + len(key)
+        if ub + seq * ENTRY_OVERHEAD >= self._freeze_at:
+            self._make_room()
+            ub = self._user_bytes + len(key)
+        now = self._now_ms()
+        body = _del_pack(seq, now, len(key)) + key
+        buf = self._buf
+        buf += _hdr_pack(_crc32(body, DELETE_SEED), len(body), LOG_DELETE)
+        buf += body
+        self._mem_data[key] = (seq, None, now)
+        self._user_bytes = ub
+        self._seq = seq
+        return seq
+
+    def write_batch(self, mutations: list[Mutation]) -> int:
+        """All or nothing: one commit-log record. Returns the last seq (``last_seq`` if empty)."""
+        if not mutations:
+            return self._seq
+        first = self._seq + 1
+        last = self._seq + len(mutations)
+        n = sum(len(k) + (len(r.value) + len(r.meta) if r else 0) for k, r in mutations)
+        if self._user_bytes + n + last * ENTRY_OVERHEAD >= self._freeze_at:
+            self._make_room()
+        ub = self._user_bytes + n
+        now = self._now_ms()
+        entries = [(KIND_PUT, k, r.value, r.expire_at_ms, r.meta) if r is not None
+                   else (KIND_DELETE, k, b"", now, b"") for k, r in mutations]
+        self._buf += encode_batch(first, entries)
+        d = self._mem_data
+        for i, (k, r) in enumerate(mutations):
+            if r is not None:
+                d[k] = (first + i, Record(r.value, r.expire_at_ms, r.meta))
+            else:
+                d[k] = (first + i, None, now)
+        self._user_bytes = ub
+        self._seq = last
+        return last
+
+    def delete_range(self, start: bytes, end: bytes | None) -> int:
+        """One range-tombstone record in the log (O(1) log bytes whatever the range holds); the
+        active memtable drops its covered keys at once (O(memtable)); tables are filtered on
+        read and purged by compaction."""
+        seq = self._seq + 1
+        n = len(start) + len(end or b"")
+        if self._user_bytes + n + seq * ENTRY_OVERHEAD >= self._freeze_at:
+            self._make_room()
+        ub = self._user_bytes + n
+        now = self._now_ms()
+        self._buf += encode_range_delete(seq, start, end, now)
+        self._mem.add_range_tombstone(RangeTombstone(start, end, seq, now))
+        self._user_bytes = ub
+        self._seq = seq
+        return seq
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise EngineClosedError("engine is closed")
+        if self._error is not None:
+            raise EngineClosedError("engine stopped after a write error") from self._error
+
+    def _make_room(self) -> None:
+        """Slow path of every write: the memtable is full (or the engine is unusable, which sets
+        the threshold to -1)."""
+        self._check_usable()
+        if self._mem.is_empty():
+            self._set_freeze_threshold()
+            return
+        self._freeze()
+        if self._inline:
+            self._run_background_inline()
+
+    def _freeze(self) -> None:
+        """Trio thread: seal the active memtable and its log, start new ones."""
+        number = self._alloc()
+        lpath = self._fs.join(self._dir, log_name(number))
+        new_log = LogWriter(number, lpath, self._fs.create(lpath))
+        old = self._mem
+        with self._write_lock:
+            old_log = self._log
+            try:
+                old_log.write_out(self._seq)
+            except OSError as e:
+                self._fail(e)
+                raise
+            self._log = new_log
+            self._logs[number] = new_log
+            self._sealed.append(old_log)
+        self._buf = new_log.buf
+        old.next_log_number = number
+        old.last_seq = self._seq
+        self._user_bytes_base += self._user_bytes
+        self._user_bytes = 0
+        new = Memtable(number, self._seq + 1)
+        with self._state_lock:
+            st = self._state
+            self._state = _State((old,) + st.frozen, st.tables)
+        self._mem = new
+        self._mem_data = new.data
+        self._set_freeze_threshold()
+
+    def _fail(self, e: BaseException) -> None:
+        # After a failed log write the file may end in a partial record; stop accepting writes
+        # rather than append valid records after it (which recovery would call corruption).
+        if self._error is None:
+            self._error = e
+        self._freeze_at = -1
+
+    # -- durability ---------------------------------------------------------------------------
+    def write_pending(self) -> int:
+        with self._write_lock:
+            self._check_usable()
+            seq = self._seq  # read before the buffer length: see LogWriter.write_out
+            try:
+                self._log.write_out(seq)
+            except OSError as e:
+                self._fail(e)
+                raise
+            return seq
+
+    def sync(self) -> int:
+        with self._sync_lock:
+            with self._write_lock:
+                self._check_usable()
+                seq = self._seq
+                current = self._log
+                sealed = self._sealed
+                self._sealed = []
+                try:
+                    current.write_out(seq)
+                except OSError as e:
+                    self._fail(e)
+                    raise
+            try:
+                need_dir = current.needs_dir_sync
+                for lw in sealed:
+                    if not lw.closed:
+                        lw.file.sync()
+                        need_dir = need_dir or lw.needs_dir_sync
+                current.file.sync()
+                if need_dir:
+                    self._fs.fsync_dir(self._dir)
+                    current.needs_dir_sync = False
+                    for lw in sealed:
+                        lw.needs_dir_sync = False
+            except OSError as e:
+                self._fail(e)
+                raise
+            if seq > self._durable_seq:
+                self._durable_seq = seq
+            return self._durable_seq
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    # -- reads (trio thread) -----------------------------------------------------------------
+    def get(self, key: bytes) -> Record | None:
+        e = self._mem_data.get(key)
+        if e is not None:
+            return e[1]
+        mem = self._mem
+        if mem.rts and covered(mem.rts, key):
+            return None
+        st = self._state
+        for m in st.frozen:
+            e = m.data.get(key)
+            if e is not None:
+                return e[1]
+            if m.rts and covered(m.rts, key):
+                return None
+        tables = st.tables
+        if not tables:
+            return None
+        h = key_hash(key)
+        cache = self._cache
+        for t in tables:
+            if t.range_tombstones:
+                if not t.empty and t.smallest <= key <= t.largest and t.bloom.may_contain_hash(h):
+                    r = t.get(key, cache)
+                    if r is not MISSING:
+                        return r  # type: ignore[return-value]
+                if covered(t.range_tombstones, key):
+                    return None
+                continue
+            if key < t.smallest or key > t.largest:
+                continue
+            if not t.bloom.may_contain_hash(h):
+                self._bloom_negatives += 1
+                continue
+            r = t.get(key, cache)
+            if r is MISSING:
+                self._bloom_false_positives += 1
+                continue
+            self._bloom_true_positives += 1
+            return r  # type: ignore[return-value]
+        return None
+
+    def scan(self, start: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, Record]]:
+        # The snapshot is taken here, not when the generator first runs.
+        mem = self._mem
+        st = self._state
+        sources: list[Iterator[Entry]] = [iter(mem.snapshot_entries(start, end))]
+        rts = list(mem.rts)
+        for m in st.frozen:
+            sources.append(m.iter_entries(start, end))
+            rts += m.rts
+        for t in st.tables:
+            rts += t.range_tombstones
+            if not t.empty and (end is None or t.smallest < end) and t.largest >= start:
+                sources.append(t.iter_entries(start, end, self._cache))
+        return _live(sources, rts)
+
+    # -- background work ----------------------------------------------------------------------
+    def background_work_pending(self) -> bool:
+        st = self._state
+        return bool(st.frozen) or self._pick(st) is not None
+
+    def do_background_work(self) -> bool:
+        """One unit: flush the oldest frozen memtable if any, else one compaction."""
+        return self.do_flush() or self.do_compaction()
+
+    def write_stalled(self) -> bool:
+        return len(self._state.frozen) >= self._max_frozen
+
+    def _run_background_inline(self) -> None:
+        while self.do_background_work():
+            pass
+
+    def flush(self) -> None:
+        """Freeze the active memtable (if not empty) and flush every frozen one, synchronously.
+        For tests and benches; the node uses do_background_work()."""
+        self._check_usable()
+        if not self._mem.is_empty():
+            self._freeze()
+        while self.do_flush():
+            pass
+
+    def compact(self, full: bool = True) -> None:
+        """Synchronously compact: everything into one table (``full``), or until nothing is due."""
+        if not full:
+            while self.do_compaction():
+                pass
+            return
+        with self._compact_lock:
+            tables = self._state.tables
+            if len(tables) > 1 or any(t.range_tombstones or t.props.tombstones for t in tables):
+                self._compact_run(tables, bottom=True)
+
+    def do_flush(self) -> bool:
+        with self._flush_lock:
+            st = self._state
+            if not st.frozen:
+                return False
+            if self._closed:
+                return False
+            mem = st.frozen[-1]  # the oldest: logs are retired in order
+            added: list[TableMeta] = []
+            reader = None
+            if not mem.is_empty():
+                meta, reader = self._write_table(self._alloc(), mem.iter_entries(), mem.rts,
+                                                 len(mem.data), level=0)
+                if meta is not None:
+                    added.append(meta)
+                    self._fs.fsync_dir(self._dir)  # the table's name before the edit naming it
+            edit = VersionEdit(log_number=mem.next_log_number, last_seq=mem.last_seq,
+                               next_file=self._peek_next_file(), added=added)
+            self._commit(edit)
+            with self._state_lock:
+                st = self._state
+                tables = list(st.tables) + ([reader] if reader is not None else [])
+                self._state = _State(tuple(m for m in st.frozen if m is not mem),
+                                     _sorted_tables(tables))
+            self._flushes += 1
+            self._delete_logs_below(mem.next_log_number)
+            return True
+
+    def do_compaction(self) -> bool:
+        if not self._compact_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._closed:
+                return False
+            tables = self._state.tables
+            run = self._pick(self._state)
+            if run is None:
+                return False
+            i, j = run
+            self._compact_run(tables[i:j], bottom=(j == len(tables)))
+            return True
+        finally:
+            self._compact_lock.release()
+
+    def _pick(self, st: _State) -> tuple[int, int] | None:
+        return pick_run([t.size for t in st.tables])
+
+    def _compact_run(self, inputs: tuple[TableReader, ...], bottom: bool) -> None:
+        """Merge ``inputs`` (contiguous in age) into one table, off to the side; then one
+        manifest edit swaps them; then their files are deleted. Caller holds _compact_lock."""
+        now = self._now_ms()
+        rts = [rt for t in inputs for rt in t.range_tombstones]
+        entries = merge_entries([t.iter_entries() for t in inputs], rts, bottom, now, self._grace)
+        out_rts = surviving_range_tombstones(rts, bottom, now, self._grace)
+        level = min(9, max(t.level for t in inputs) + 1)
+        meta, reader = self._write_table(self._alloc(), entries, out_rts,
+                                         sum(t.props.entries for t in inputs), level)
+        if reader is not None:
+            self._fs.fsync_dir(self._dir)
+        doomed = {t.number for t in inputs}
+        edit = VersionEdit(next_file=self._peek_next_file(),
+                           added=[meta] if meta is not None else [], deleted=sorted(doomed))
+        self._commit(edit)
+        with self._state_lock:
+            st = self._state
+            tables = [t for t in st.tables if t.number not in doomed]
+            if reader is not None:
+                tables.append(reader)
+            self._state = _State(st.frozen, _sorted_tables(tables))
+        self._compactions += 1
+        for t in inputs:
+            # Readers already holding ``t`` (a scan) keep its open file; the name goes now.
+            self._fs.unlink(t.path)
+
+    def _peek_next_file(self) -> int:
+        # A file number no file uses yet (recovery also scans the directory, so this need only
+        # be a lower bound).
+        return self._alloc()
+
+    def _commit(self, edit: VersionEdit) -> None:
+        with self._manifest_lock:
+            self._manifest.append(edit)
+            self._mstate.apply(edit)
+
+    def _write_table(self, number: int, entries: Iterator[Entry], rts: list[RangeTombstone],
+                     expected: int, level: int) -> tuple[TableMeta | None, TableReader | None]:
+        """Build table ``number`` from sorted entries; fsynced, name not yet durable. Returns
+        (None, None), leaving no file, when there is nothing to write."""
+        fs = self._fs
+        path = fs.join(self._dir, table_name(number))
+        f = fs.create(path)
+        b = TableBuilder(f, expected, self._bits_per_key)
+        for e in entries:
+            b.add(e[0], -e[1], e[2], e[3], e[4], e[5])
+        for rt in rts:
+            b.add_range_tombstone(rt)
+        if b.entries == 0 and not rts:
+            f.close()
+            fs.unlink(path)
+            return None, None
+        size, props = b.finish()
+        self._table_bytes_written += size
+        meta = TableMeta(number, size, props.min_seq, props.max_seq, props.entries, level,
+                         props.smallest, props.largest)
+        return meta, TableReader(fs.open_read(path), number, level)
+
+    def _delete_logs_below(self, number: int) -> None:
+        with self._sync_lock:
+            with self._write_lock:
+                doomed = [lw for n, lw in self._logs.items() if n < number]
+                for lw in doomed:
+                    del self._logs[lw.number]
+                self._sealed = [lw for lw in self._sealed if lw.number >= number]
+            for lw in doomed:
+                lw.closed = True
+                lw.file.close()
+                self._fs.unlink(lw.path)
+
+    # -- stats and close ----------------------------------------------------------------------
+    def stats(self) -> dict[str, int | float | str]:
+        st = self._state
+        levels: dict[int, int] = {}
+        for t in st.tables:
+            levels[t.level] = levels.get(t.level, 0) + 1
+        user = self._user_bytes_base + self._user_bytes
+        neg = self._bloom_negatives + self._bloom_false_positives
+        logs = list(self._logs.values())
+        out: dict[str, int | float | str] = {
+            "engine": "lsm",
+            "aof_size": sum(lw.size + len(lw.buf) for lw in logs),
+            "commit_log_files": len(logs),
+            "memtable_bytes": self._user_bytes + (self._seq + 1 - self._mem.first_seq) * ENTRY_OVERHEAD,
+            "memtable_keys": len(self._mem_data),
+            "frozen_memtables": len(st.frozen),
+            "tables": len(st.tables),
+            "table_bytes": sum(t.size for t in st.tables),
+            "pending_compactions": 1 if self._pick(st) is not None else 0,
+            "flushes": self._flushes,
+            "compactions": self._compactions,
+            "bloom_checks": neg + self._bloom_true_positives,
+            "bloom_false_positives": self._bloom_false_positives,
+            "bloom_false_positive_rate": round(self._bloom_false_positives / neg, 6) if neg else 0.0,
+            "write_amplification": round(self._table_bytes_written / user, 4) if user else 0.0,
+            "user_bytes_written": user,
+            "table_bytes_written": self._table_bytes_written,
+            "block_cache_hits": self._cache.hits,
+            "block_cache_misses": self._cache.misses,
+            "block_cache_bytes": self._cache.used,
+            "last_seq": self._seq,
+            "durable_seq": self._durable_seq,
+            "recovered_torn_bytes": self._recovered_torn_bytes,
+            "recovered_skipped_records": self._recovered_skipped,
+            "write_stalled": int(self.write_stalled()),
+        }
+        for lvl in range(max(levels, default=0) + 1):
+            out[f"level{lvl}_tables"] = levels.get(lvl, 0)
+        return out
+
+    def close(self) -> None:
+        """Sync the log and release files. Memtables are not flushed: the log replays them."""
+        if self._closed:
+            return
+        if self._error is None:
+            self.sync()
+        with self._flush_lock, self._compact_lock:
+            self._closed = True
+            self._freeze_at = -1
+            for lw in self._logs.values():
+                lw.file.close()
+            self._manifest.close()
+            for t in self._state.tables:
+                t.close()
+
+
+def _live(sources: list[Iterator[Entry]], rts: list[RangeTombstone]) -> Iterator[tuple[bytes, Record]]:
+    """Merge sources newest-version-first and yield live records (see memtable.py for why a
+    range tombstone need only be compared by seq)."""
+    it = heapq.merge(*sources) if len(sources) > 1 else sources[0]
+    last = None
+    for e in it:
+        k = e[0]
+        if k == last:
+            continue
+        last = k
+        if e[2] != KIND_PUT:
+            continue
+        if rts:
+            seq = -e[1]
+            if any(rt.covers(k, seq) for rt in rts):
+                continue
+        yield k, Record(e[5], e[3], e[4])

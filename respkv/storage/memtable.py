@@ -1,0 +1,108 @@
+"""The memtable: a dict from key to its newest entry, plus the range tombstones written to it.
+
+A dict gives the fastest point access in CPython; order is only needed by scans and flushes, so
+keys are sorted then, incrementally: the dict keeps insertion order, so the keys added since the
+last sort are exactly the dict's tail, and merging two sorted runs is linear (timsort).
+
+Entries (the dict's values):
+  (seq, Record)                a put
+  (seq, None, deleted_at_ms)   a point tombstone; ``entry[1]`` is the get() answer either way
+
+Invariant: no entry in a memtable is covered by one of its own range tombstones (``delete_range``
+removes the covered keys as it adds the tombstone, and later entries have higher seqs). So a read
+that finds the key here may return it; a read that does not but is covered by a tombstone here
+knows the key is deleted in every older source.
+
+Ownership: the active memtable is mutated by the trio thread only; once frozen it is immutable and
+read by the trio thread and the flush worker (``sorted_keys`` is guarded by a lock).
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import islice
+
+from respkv.storage.format import KIND_DELETE, KIND_PUT
+from respkv.storage.sstable import Entry, RangeTombstone
+
+
+def covered(rts: list[RangeTombstone], key: bytes) -> bool:
+    """True if one of ``rts`` spans ``key`` (regardless of seq)."""
+    for rt in rts:
+        if rt.start <= key and (rt.end is None or key < rt.end):
+            return True
+    return False
+
+
+def to_entry(key: bytes, e: tuple) -> Entry:
+    rec = e[1]
+    if rec is None:
+        return (key, -e[0], KIND_DELETE, e[2], b"", b"")
+    return (key, -e[0], KIND_PUT, rec.expire_at_ms, rec.meta, rec.value)
+
+
+class Memtable:
+    __slots__ = ("data", "rts", "log_number", "next_log_number", "last_seq", "first_seq",
+                 "_sorted", "_nsorted", "_lock")
+
+    def __init__(self, log_number: int, first_seq: int) -> None:
+        self.data: dict[bytes, tuple] = {}
+        self.rts: list[RangeTombstone] = []
+        self.log_number = log_number  # the commit log holding this memtable's records
+        self.next_log_number = 0  # set when frozen: the log of the memtable after this one
+        self.first_seq = first_seq
+        self.last_seq = 0  # set when frozen
+        self._sorted: list[bytes] = []
+        self._nsorted = 0
+        self._lock = threading.Lock()
+
+    def is_empty(self) -> bool:
+        return not self.data and not self.rts
+
+    def add_range_tombstone(self, rt: RangeTombstone) -> None:
+        """Trio thread, active memtable only. O(size of the memtable)."""
+        d = self.data
+        doomed = [k for k in d if rt.start <= k and (rt.end is None or k < rt.end)]
+        for k in doomed:
+            del d[k]
+        if doomed:
+            with self._lock:
+                self._sorted = []
+                self._nsorted = 0
+        self.rts.append(rt)
+
+    def sorted_keys(self) -> list[bytes]:
+        """All keys in order. The returned list is never mutated afterwards (a new one is built
+        when keys were added), so callers may keep it as a snapshot."""
+        with self._lock:
+            d = self.data
+            if self._nsorted != len(d):
+                if self._nsorted == 0:
+                    self._sorted = sorted(d)
+                else:
+                    new = sorted(islice(d, self._nsorted, None))
+                    merged = self._sorted + new
+                    merged.sort()
+                    self._sorted = merged
+                self._nsorted = len(d)
+            return self._sorted
+
+    def snapshot_entries(self, start: bytes, end: bytes | None) -> list[Entry]:
+        """Entries with start <= key < end, copied now (for a scan of the active memtable)."""
+        keys = self.sorted_keys()
+        lo = bisect_left(keys, start) if start else 0
+        hi = len(keys) if end is None else bisect_left(keys, end)
+        d = self.data
+        return [to_entry(k, d[k]) for k in keys[lo:hi]]
+
+    def iter_entries(self, start: bytes = b"", end: bytes | None = None) -> Iterator[Entry]:
+        """Lazily; only for a frozen (immutable) memtable."""
+        keys = self.sorted_keys()
+        lo = bisect_left(keys, start) if start else 0
+        hi = len(keys) if end is None else bisect_left(keys, end)
+        d = self.data
+        for i in range(lo, hi):
+            k = keys[i]
+            yield to_entry(k, d[k])

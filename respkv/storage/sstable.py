@@ -1,0 +1,394 @@
+"""SSTables: immutable sorted files of entries, one version per key (the newest the writer saw).
+
+Byte layout: docs/formats/sstable.md. In short: ~4 KB data blocks, each followed by its CRC-32;
+then a Bloom filter block, a range-deletion block, a properties block and an index block (first
+key, offset and length of every data block), each also followed by its CRC-32; then a fixed-size
+footer locating them, with its own CRC-32 and a magic number.
+
+Reads: ``TableReader.get`` bisects the sparse index, fetches the block through the shared LRU
+``BlockCache`` (parsed blocks, keyed by table number and block index) and bisects the block's key
+list. A block whose checksum does not match raises ``TableCorruptionError``: a read never returns
+bytes it could not verify.
+
+Concurrency: a TableReader is immutable after open; ``get`` runs on the trio thread, iteration
+(compaction) on a worker thread, both only ``pread``. The cache is touched only by the thread that
+passes it in.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from respkv.storage.api import Record
+from respkv.storage.bloom import BloomBuilder, BloomFilter
+from respkv.storage.errors import TableCorruptionError
+from respkv.storage.format import (
+    BLOCK_TARGET_SIZE,
+    BLOCK_TRAILER,
+    ENTRY_HEADER,
+    ENTRY_HEADER_SIZE,
+    INDEX_COUNT,
+    INDEX_ENTRY,
+    KIND_DELETE,
+    KIND_PUT,
+    MAX_KEY_SIZE,
+    RDEL_COUNT,
+    RDEL_ENTRY,
+    TABLE_FOOTER,
+    TABLE_FOOTER_SIZE,
+    TABLE_FORMAT_VERSION,
+    TABLE_MAGIC,
+    TABLE_PROPS_FIXED,
+    U32,
+)
+from respkv.storage.fs import RandomAccessFile, WritableFile
+
+MISSING = object()  # TableReader.get: the table holds no entry for the key
+_WRITE_CHUNK = 1 << 20
+_TRAILER = BLOCK_TRAILER.size
+_HDR = ENTRY_HEADER_SIZE
+_unpack_entry = ENTRY_HEADER.unpack_from
+_crc32 = zlib.crc32
+
+# An internal entry, as the merging iterators see it. Tuples sort by (key, -seq): for one key the
+# newest version comes first, and (key, -seq) is unique so later fields are never compared.
+#   (key, -seq, kind, time, meta, value)      time: expire_at_ms (put) / deleted_at_ms (delete)
+Entry = tuple
+
+
+@dataclass(frozen=True)
+class RangeTombstone:
+    """Deletes every key k with start <= k < end (end None: unbounded) whose seq < ``seq``."""
+
+    start: bytes
+    end: bytes | None
+    seq: int
+    deleted_at_ms: int
+
+    def covers(self, key: bytes, seq: int) -> bool:
+        return seq < self.seq and self.start <= key and (self.end is None or key < self.end)
+
+
+@dataclass(frozen=True)
+class TableProps:
+    entries: int
+    tombstones: int
+    min_seq: int
+    max_seq: int
+    data_blocks: int
+    smallest: bytes
+    largest: bytes
+
+
+class BlockCache:
+    """A bounded LRU of parsed data blocks. ``charge`` approximates the Python memory a parsed
+    block holds (its bytes plus per-entry object overhead)."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self.capacity = capacity_bytes
+        self.used = 0
+        self.hits = 0
+        self.misses = 0
+        self._d: OrderedDict[int, tuple] = OrderedDict()
+
+    def insert(self, k: int, block: tuple, charge: int) -> None:
+        d = self._d
+        if k in d or charge > self.capacity:
+            return
+        d[k] = block
+        self.used += charge
+        while self.used > self.capacity:
+            _, old = d.popitem(last=False)
+            self.used -= old[3]
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def parse_block(data: bytes, path: str, offset: int) -> tuple:
+    """(keys, offsets, data, charge) of a verified data block (checksum already stripped)."""
+    try:
+        (n,) = U32.unpack_from(data, len(data) - 4)
+        base = len(data) - 4 - 6 * n
+        offs = struct.unpack_from(f"<{n}I", data, base)
+        klens = struct.unpack_from(f"<{n}H", data, base + 4 * n)
+    except struct.error as e:
+        raise TableCorruptionError(path, offset, f"malformed block trailer: {e}") from None
+    keys = [data[o + _HDR : o + _HDR + kl] for o, kl in zip(offs, klens, strict=True)]
+    return (keys, offs, data, len(data) + 96 * n)
+
+
+def decode_entry(data: bytes, o: int) -> Entry:
+    kind, kl, ml, vl, seq, t = _unpack_entry(data, o)
+    p = o + _HDR
+    key = data[p : p + kl]
+    p += kl
+    return (key, -seq, kind, t, data[p : p + ml], data[p + ml : p + ml + vl])
+
+
+class TableBuilder:
+    """Writes one table. Keys must be added in strictly increasing order, one version each.
+    ``finish`` fsyncs the file; making its *name* durable (fsync_dir) is the caller's job."""
+
+    def __init__(self, file: WritableFile, expected_keys: int, bits_per_key: int = 10) -> None:
+        self._file = file
+        self._out = bytearray()
+        self._offset = 0  # file offset of _out[0]
+        self._bloom = BloomBuilder(max(1, expected_keys), bits_per_key)
+        self._index: list[tuple[bytes, int, int]] = []
+        self._rdels: list[RangeTombstone] = []
+        self._blk = bytearray()
+        self._blk_offs: list[int] = []
+        self._blk_klens: list[int] = []
+        self._first_key: bytes | None = None
+        self._last_key: bytes | None = None
+        self._smallest: bytes | None = None
+        self.entries = 0
+        self.tombstones = 0
+        self.min_seq = 1 << 64
+        self.max_seq = 0
+
+    def add(self, key: bytes, seq: int, kind: int, t: int, meta: bytes, value: bytes) -> None:
+        if self._last_key is not None and key <= self._last_key:
+            raise ValueError("keys must be added in strictly increasing order")
+        if len(key) > MAX_KEY_SIZE:
+            raise ValueError("key too long")
+        blk = self._blk
+        if not self._blk_offs:
+            self._first_key = key
+        self._blk_offs.append(len(blk))
+        self._blk_klens.append(len(key))
+        blk += ENTRY_HEADER.pack(kind, len(key), len(meta), len(value), seq, t)
+        blk += key
+        blk += meta
+        blk += value
+        self._last_key = key
+        if self._smallest is None:
+            self._smallest = key
+        self._bloom.add(key)
+        self.entries += 1
+        if kind == KIND_DELETE:
+            self.tombstones += 1
+        if seq < self.min_seq:
+            self.min_seq = seq
+        if seq > self.max_seq:
+            self.max_seq = seq
+        if len(blk) >= BLOCK_TARGET_SIZE:
+            self._finish_block()
+
+    def add_range_tombstone(self, rt: RangeTombstone) -> None:
+        self._rdels.append(rt)
+        self.min_seq = min(self.min_seq, rt.seq)
+        self.max_seq = max(self.max_seq, rt.seq)
+
+    def _emit(self, block: bytes | bytearray) -> tuple[int, int]:
+        """Append a block and its checksum; (offset, length without checksum)."""
+        off = self._offset + len(self._out)
+        self._out += block
+        self._out += BLOCK_TRAILER.pack(_crc32(block))
+        if len(self._out) >= _WRITE_CHUNK:
+            self._file.append(self._out)
+            self._offset += len(self._out)
+            self._out = bytearray()
+        return off, len(block)
+
+    def _finish_block(self) -> None:
+        n = len(self._blk_offs)
+        if not n:
+            return
+        blk = self._blk
+        blk += struct.pack(f"<{n}I", *self._blk_offs)
+        blk += struct.pack(f"<{n}H", *self._blk_klens)
+        blk += U32.pack(n)
+        off, ln = self._emit(blk)
+        assert self._first_key is not None
+        self._index.append((self._first_key, off, ln))
+        self._blk = bytearray()
+        self._blk_offs = []
+        self._blk_klens = []
+
+    def finish(self) -> tuple[int, TableProps]:
+        """Write the meta blocks and footer, fsync; returns (file size, properties)."""
+        self._finish_block()
+        f_off, f_len = self._emit(self._bloom.finish())
+        rd = [RDEL_COUNT.pack(len(self._rdels))]
+        for rt in self._rdels:
+            e = rt.end if rt.end is not None else b""
+            rd.append(RDEL_ENTRY.pack(rt.seq, rt.deleted_at_ms, len(rt.start), len(e), rt.end is not None))
+            rd += (rt.start, e)
+        r_off, r_len = self._emit(b"".join(rd))
+        smallest = self._smallest or b""
+        largest = self._last_key or b""
+        if self.max_seq == 0:
+            self.min_seq = 0
+        props = TableProps(self.entries, self.tombstones, self.min_seq, self.max_seq,
+                           len(self._index), smallest, largest)
+        p_off, p_len = self._emit(
+            TABLE_PROPS_FIXED.pack(props.entries, props.tombstones, props.min_seq, props.max_seq,
+                                   props.data_blocks, len(smallest), len(largest)) + smallest + largest)
+        ix = [INDEX_COUNT.pack(len(self._index))]
+        for k, off, ln in self._index:
+            ix.append(INDEX_ENTRY.pack(off, ln, len(k)))
+            ix.append(k)
+        i_off, i_len = self._emit(b"".join(ix))
+        head = TABLE_FOOTER.pack(i_off, i_len, f_off, f_len, r_off, r_len, p_off, p_len,
+                                 TABLE_FORMAT_VERSION, 0, TABLE_MAGIC)
+        crc = _crc32(head[:-12])
+        self._out += TABLE_FOOTER.pack(i_off, i_len, f_off, f_len, r_off, r_len, p_off, p_len,
+                                       TABLE_FORMAT_VERSION, crc, TABLE_MAGIC)
+        self._file.append(self._out)
+        size = self._offset + len(self._out)
+        self._out = bytearray()
+        self._file.sync()
+        self._file.close()
+        return size, props
+
+
+class TableReader:
+    """An open table. Loads the index, filter, range deletions and properties at open and checks
+    every checksum it reads; raises TableCorruptionError (naming file and offset) on damage."""
+
+    def __init__(self, file: RandomAccessFile, number: int, level: int = 0) -> None:
+        self.file = file
+        self.path = file.path
+        self.number = number
+        self.level = level
+        self.cache_base = number << 32
+        self.size = file.size()
+        path = self.path
+        if self.size < TABLE_FOOTER_SIZE:
+            raise TableCorruptionError(path, 0, f"file too short for a footer ({self.size} bytes)")
+        foot_off = self.size - TABLE_FOOTER_SIZE
+        foot = file.pread(foot_off, TABLE_FOOTER_SIZE)
+        (i_off, i_len, f_off, f_len, r_off, r_len, p_off, p_len, version, crc, magic) = (
+            TABLE_FOOTER.unpack(foot))
+        if magic != TABLE_MAGIC:
+            raise TableCorruptionError(path, foot_off, "bad magic number (truncated or not a table)")
+        if _crc32(foot[:-12]) != crc:
+            raise TableCorruptionError(path, foot_off, "footer checksum mismatch")
+        if version != TABLE_FORMAT_VERSION:
+            raise TableCorruptionError(path, foot_off, f"unknown table format version {version}")
+        for off, ln in ((i_off, i_len), (f_off, f_len), (r_off, r_len), (p_off, p_len)):
+            if off + ln + _TRAILER > foot_off:
+                raise TableCorruptionError(path, off, "meta block beyond the footer")
+        # properties
+        p = self.read_raw(p_off, p_len)
+        entries, tombs, min_seq, max_seq, nblocks, sl, ll = TABLE_PROPS_FIXED.unpack_from(p, 0)
+        o = TABLE_PROPS_FIXED.size
+        self.props = TableProps(entries, tombs, min_seq, max_seq, nblocks, p[o : o + sl],
+                                p[o + sl : o + sl + ll])
+        self.smallest = self.props.smallest
+        self.largest = self.props.largest
+        self.empty = entries == 0
+        # index
+        ix = self.read_raw(i_off, i_len)
+        (n,) = INDEX_COUNT.unpack_from(ix, 0)
+        o = INDEX_COUNT.size
+        keys: list[bytes] = []
+        offs: list[int] = []
+        lens: list[int] = []
+        for _ in range(n):
+            boff, blen, kl = INDEX_ENTRY.unpack_from(ix, o)
+            o += INDEX_ENTRY.size
+            keys.append(ix[o : o + kl])
+            o += kl
+            if boff + blen + _TRAILER > f_off:
+                raise TableCorruptionError(path, i_off, "index points beyond the data blocks")
+            offs.append(boff)
+            lens.append(blen)
+        self.first_keys = keys
+        self.block_offs = offs
+        self.block_lens = lens
+        # filter
+        try:
+            self.bloom = BloomFilter.decode(self.read_raw(f_off, f_len))
+        except (ValueError, struct.error) as e:
+            raise TableCorruptionError(path, f_off, f"bad filter block: {e}") from None
+        # range deletions
+        r = self.read_raw(r_off, r_len)
+        (rn,) = RDEL_COUNT.unpack_from(r, 0)
+        o = RDEL_COUNT.size
+        rts: list[RangeTombstone] = []
+        for _ in range(rn):
+            seq, t, sl, el, has_end = RDEL_ENTRY.unpack_from(r, o)
+            o += RDEL_ENTRY.size
+            rts.append(RangeTombstone(r[o : o + sl], r[o + sl : o + sl + el] if has_end else None,
+                                      seq, t))
+            o += sl + el
+        self.range_tombstones = rts
+
+    def read_raw(self, off: int, ln: int) -> bytes:
+        """A block's bytes after checking its CRC-32."""
+        data = self.file.pread(off, ln + _TRAILER)
+        if len(data) != ln + _TRAILER:
+            raise TableCorruptionError(self.path, off, "block extends beyond end of file")
+        (crc,) = BLOCK_TRAILER.unpack_from(data, ln)
+        block = data[:ln]
+        if _crc32(block) != crc:
+            raise TableCorruptionError(self.path, off, "block checksum mismatch")
+        return block
+
+    def block(self, i: int, cache: BlockCache | None, fill: bool = True) -> tuple:
+        if cache is not None:
+            ck = self.cache_base + i
+            blk = cache._d.get(ck)
+            if blk is not None:
+                cache._d.move_to_end(ck)
+                cache.hits += 1
+                return blk
+            cache.misses += 1
+        off = self.block_offs[i]
+        blk = parse_block(self.read_raw(off, self.block_lens[i]), self.path, off)
+        if cache is not None and fill:
+            cache.insert(self.cache_base + i, blk, blk[3])
+        return blk
+
+    def get(self, key: bytes, cache: BlockCache | None) -> object:
+        """Record, None (a tombstone), or MISSING. Range tombstones are the caller's business."""
+        i = bisect_right(self.first_keys, key) - 1
+        if i < 0:
+            return MISSING
+        keys, offs, data, _ = self.block(i, cache)
+        j = bisect_left(keys, key)
+        if j == len(keys) or keys[j] != key:
+            return MISSING
+        o = offs[j]
+        kind, kl, ml, vl, seq, t = _unpack_entry(data, o)
+        if kind != KIND_PUT:
+            return None
+        p = o + _HDR + kl
+        return Record(data[p + ml : p + ml + vl], t, data[p : p + ml])
+
+    def get_entry(self, key: bytes, cache: BlockCache | None) -> Entry | None:
+        i = bisect_right(self.first_keys, key) - 1
+        if i < 0:
+            return None
+        keys, offs, data, _ = self.block(i, cache)
+        j = bisect_left(keys, key)
+        if j == len(keys) or keys[j] != key:
+            return None
+        return decode_entry(data, offs[j])
+
+    def iter_entries(self, start: bytes = b"", end: bytes | None = None,
+                     cache: BlockCache | None = None) -> Iterator[Entry]:
+        """Entries with start <= key < end in key order; blocks read lazily, not cached."""
+        i = max(0, bisect_right(self.first_keys, start) - 1) if start else 0
+        nblocks = len(self.first_keys)
+        while i < nblocks:
+            if end is not None and self.first_keys[i] >= end:
+                return
+            keys, offs, data, _ = self.block(i, cache, fill=False)
+            j = bisect_left(keys, start) if start else 0
+            for j in range(j, len(keys)):
+                if end is not None and keys[j] >= end:
+                    return
+                yield decode_entry(data, offs[j])
+            i += 1
+
+    def close(self) -> None:
+        self.file.close()
