@@ -540,14 +540,20 @@ class LSMEngine:
         while self.do_flush():
             pass
 
-    def compact(self, full: bool = True) -> None:
-        """Synchronously compact: everything into one table (``full``), or until nothing is due."""
-        if not full:
+    def compact(self, full: bool = True, newest: int | None = None) -> None:
+        """Synchronously compact: everything into one table (``full``); or only the ``newest``
+        n tables (a run that is not the bottom unless it holds every table); or, with
+        ``full=False``, whatever the policy picks until nothing is due. For tests and benches."""
+        if newest is None and not full:
             while self.do_compaction():
                 pass
             return
         with self._compact_lock:
             tables = self._state.tables
+            if newest is not None:
+                if newest >= 2 and len(tables) >= newest:
+                    self._compact_run(tables[:newest], bottom=(newest == len(tables)))
+                return
             if len(tables) > 1 or any(t.range_tombstones or t.props.tombstones for t in tables):
                 self._compact_run(tables, bottom=True)
 
