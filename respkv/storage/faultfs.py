@@ -6,6 +6,7 @@ durable by the last ``fsync_dir``. ``crash()`` throws away everything a power lo
 
 * names created, renamed or unlinked since the directory's last fsync revert to their durable
   state (a new file that was never dir-fsynced vanishes, an unlinked one comes back);
+* (or, with ``partial_dir_ops``, each such name change independently survives or not);
 * every file keeps only its fsynced prefix, plus, when ``tear`` is on, a random prefix of the
   bytes appended after the last fsync (a torn write).
 
@@ -111,12 +112,26 @@ class FaultFileSystem:
     def crashed(self) -> bool:
         return self._crashed
 
-    def crash(self, tear: bool = False) -> None:
+    def crash(self, tear: bool = False, partial_dir_ops: bool = False) -> None:
         """Lose power: keep only what was durable (see module docstring), then come back up.
-        Handles opened before the crash are dead afterwards."""
+        With ``partial_dir_ops`` each name changed since the last fsync_dir independently keeps
+        its new state or reverts (a file system may have persisted some directory updates on its
+        own; each rename still replaces its target atomically). Handles opened before the crash
+        are dead afterwards."""
         with self._lock:
             for d in self._dirs.values():
-                d.live = dict(d.durable)
+                if partial_dir_ops and self._rng is not None:
+                    names = set(d.live) | set(d.durable)
+                    kept: dict[str, _Inode] = {}
+                    for name in sorted(names):
+                        new, old = d.live.get(name), d.durable.get(name)
+                        pick = new if new is old or self._rng.random() < 0.5 else old
+                        if pick is not None:
+                            kept[name] = pick
+                    d.live = kept
+                else:
+                    d.live = dict(d.durable)
+                d.durable = dict(d.live)
                 for inode in d.live.values():
                     keep = inode.synced_len
                     unsynced = len(inode.data) - keep

@@ -121,9 +121,9 @@ class LSMModel(RuleBasedStateMachine):
         self.synced = dict(self.model)
         self.since_sync = {}
 
-    @rule(tear=st.booleans())
-    def crash(self, tear: bool) -> None:
-        self.fs.crash(tear=tear)
+    @rule(tear=st.booleans(), partial=st.booleans())
+    def crash(self, tear: bool, partial: bool) -> None:
+        self.fs.crash(tear=tear, partial_dir_ops=partial)
         self.engine = self._open()
         recovered = dict(self.engine.scan())
         for k in KEYS:
