@@ -55,7 +55,7 @@ memberships = st.lists(rows, max_size=8).map(Membership)
 def consistent_row(node: str, generation: int, version: int) -> NodeState:
     """A row whose content is a function of (node, generation, version), as when only the
     owner writes its row -- the precondition of digest-based gossip."""
-    k = xxhash.xxh32_intdigest(f"{node}/{generation}/{version}")
+    k = xxhash.xxh32_intdigest(f"{node}/{generation}/{version}".encode())
     return NodeState(
         node, generation, version, list(NodeStatus)[k % 4], f"dc{k % 2}", f"r{k % 3}",
         float(1 + k % 2), 1 + k % 8, f"h{k % 5}:1",
