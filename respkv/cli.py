@@ -1,0 +1,97 @@
+"""The ``respkv`` command: ``respkv server``, and the operator subcommands.
+
+Flags override the config file, which overrides the defaults; every value goes through the one
+validation in respkv.config, so a bad flag and a bad file line fail the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from respkv.config import SETTINGS, Config, ConfigError, load_toml
+
+
+class KeyValueFormatter(logging.Formatter):
+    """Structured ``key=value`` log lines (journald keeps them as they are)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        line = f"level={record.levelname.lower()} logger={record.name} {msg}"
+        if record.exc_info:
+            line += " exc=" + repr(self.formatException(record.exc_info))
+        return line
+
+
+_LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "notice": logging.INFO,
+           "warning": logging.WARNING}
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger("respkv")
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS.get(level, logging.INFO))
+    root.propagate = False
+
+
+def add_setting_flags(p: argparse.ArgumentParser) -> None:
+    for s in SETTINGS:
+        flag = "--" + s.key.replace("_", "-")
+        p.add_argument(flag, dest="set_" + s.key, default=None, metavar=s.unit.upper() or "VALUE",
+                       help=f"{s.doc} (default: {s.default})")
+
+
+def build_config(ns: argparse.Namespace) -> Config:
+    config = Config()
+    if getattr(ns, "config", None):
+        load_toml(ns.config, config)
+    for s in SETTINGS:
+        v = getattr(ns, "set_" + s.key, None)
+        if v is not None:
+            try:
+                config.set(s.key, v)
+            except ConfigError as e:
+                raise ConfigError(f"--{s.key.replace('_', '-')}: {e}") from None
+    return config
+
+
+def cmd_server(ns: argparse.Namespace) -> int:
+    import trio
+
+    from respkv.node.server import run_node
+
+    try:
+        config = build_config(ns)
+    except ConfigError as e:
+        print(f"respkv: configuration error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(config.loglevel)
+    try:
+        trio.run(run_node, config)
+    except OSError as e:
+        logging.getLogger("respkv").error("event=startup_failed error=%r", str(e))
+        print(f"respkv: cannot start: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="respkv", description="respkv: a Dynamo-style "
+                                     "key-value store that speaks the Redis protocol")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("server", help="run a node")
+    p.add_argument("--config", help="TOML config file (conf/respkv.toml documents every key)")
+    add_setting_flags(p)
+    p.set_defaults(func=cmd_server)
+    ns = parser.parse_args(argv)
+    return int(ns.func(ns))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Connection commands: PING ECHO QUIT RESET HELLO AUTH SELECT (CLIENT lives in client.py)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from respkv.commands import errors as E
+from respkv.commands.core import TABLE, Client, parse_int
+from respkv.commands.errors import CommandError
+from respkv.protocol.resp import OK, PONG, SimpleString
+
+cmd = TABLE.command
+
+REDIS_VERSION = "7.0.15"
+"""The redis-server version whose behaviour respkv matches (clients gate features on it)."""
+
+
+@cmd("ping", -1, "fast", group="connection", summary="Ping the server")
+def ping(client: Client, args: list[bytes]) -> Any:
+    if len(args) == 1:
+        return PONG
+    if len(args) == 2:
+        return args[1]
+    raise CommandError(E.WRONG_ARGS % "ping")
+
+
+@cmd("echo", 2, "fast", group="connection", summary="Echo the given string")
+def echo(client: Client, args: list[bytes]) -> Any:
+    return args[1]
+
+
+@cmd("quit", -1, "fast noauth", group="connection", summary="Close the connection")
+def quit_(client: Client, args: list[bytes]) -> Any:
+    client.close_after_reply = True
+    return OK
+
+
+def check_password(client: Client, username: bytes, password: bytes) -> bool:
+    required = client.server.config.requirepass
+    if username != b"default":
+        return False
+    if not required:
+        return True  # the default user has nopass
+    return hmac.compare_digest(password, required.encode())
+
+
+@cmd("auth", -2, "fast noauth", group="connection", summary="Authenticate to the server")
+def auth(client: Client, args: list[bytes]) -> Any:
+    if len(args) > 3:
+        raise CommandError(E.SYNTAX)
+    if len(args) == 2:
+        if not client.server.config.requirepass:
+            raise CommandError(E.AUTH_NOT_CONFIGURED)
+        user, password = b"default", args[1]
+    else:
+        user, password = args[1], args[2]
+    if not check_password(client, user, password):
+        raise CommandError(E.WRONGPASS)
+    client.authenticated = True
+    return OK
+
+
+@cmd("select", 2, "fast", group="connection", summary="Change the selected database")
+def select(client: Client, args: list[bytes]) -> Any:
+    try:
+        db = parse_int(args[1], "ERR value is not an integer or out of range")
+    except CommandError:
+        raise CommandError(E.NOT_INTEGER) from None
+    if db < 0 or db >= len(client.server.dbs):
+        raise CommandError(E.DB_INDEX)
+    client.select(db)
+    return OK
+
+
+def hello_map(client: Client) -> dict[bytes, Any]:
+    return {
+        b"server": b"redis",
+        b"version": REDIS_VERSION.encode(),
+        b"proto": 3 if client.resp3 else 2,
+        b"id": client.id,
+        b"mode": b"standalone",
+        b"role": b"master",
+        b"modules": [],
+    }
+
+
+@cmd("hello", -1, "fast noauth", group="connection", summary="Handshake with the server")
+def hello(client: Client, args: list[bytes]) -> Any:
+    proto = None
+    if len(args) >= 2:
+        try:
+            proto = parse_int(args[1])
+        except CommandError:
+            raise CommandError("ERR Protocol version is not an integer or out of range") from None
+        if proto < 2 or proto > 3:
+            raise CommandError(E.NOPROTO)
+    i = 2
+    name = None
+    while i < len(args):
+        opt = args[i].upper()
+        left = len(args) - i - 1
+        if opt == b"AUTH" and left >= 2:
+            if not check_password(client, args[i + 1], args[i + 2]):
+                raise CommandError(E.WRONGPASS)
+            client.authenticated = True
+            i += 3
+        elif opt == b"SETNAME" and left >= 1:
+            name = args[i + 1]
+            validate_client_name(name)
+            i += 2
+        else:
+            raise CommandError("ERR Syntax error in HELLO option '%s'" % args[i].decode("utf-8", "replace"))
+    if not client.authenticated:
+        raise CommandError(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+            "select the RESP protocol version at the same time"
+        )
+    if name is not None:
+        client.name = name
+    if proto is not None:
+        client.resp3 = proto == 3
+    return hello_map(client)
+
+
+def validate_client_name(name: bytes) -> None:
+    for c in name:
+        if c < 33 or c > 126:
+            raise CommandError(E.CLIENT_NAME_SPACES)
+
+
+@cmd("reset", 1, "fast noauth", group="connection", summary="Reset the connection")
+def reset(client: Client, args: list[bytes]) -> Any:
+    client.select(0)
+    client.resp3 = False
+    client.name = b""
+    client.read_level = client.write_level = None
+    client.authenticated = not client.server.config.requirepass
+    return SimpleString("RESET")
+

@@ -1,0 +1,289 @@
+"""The command table, client and server state, and the dispatcher. Sans I/O.
+
+The fakeredis habit: every command is one declarative ``CommandSpec`` (name, arity, flags, key
+positions, handler) registered in a ``CommandTable``; COMMAND, COMMAND INFO/DOCS/COUNT, arity and
+auth checks all read the table, so there is one source of truth.
+
+A handler is ``handler(client: Client, args: list[bytes]) -> reply`` where ``args[0]`` is the
+command name as sent. It is synchronous and does no I/O: it reads and writes through
+``client.db`` (a ``Keyspace``) and the ``client.server`` state, and returns a reply value that
+``respkv.protocol.resp.encode`` understands, or raises ``CommandError``. Effects on other
+connections or on the process (CLIENT KILL, SHUTDOWN, QUIT) are requests recorded on the state
+and carried out by the node layer.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from respkv.commands import errors as E
+from respkv.commands.errors import CommandError
+from respkv.commands.keyspace import Keyspace
+from respkv.config import Config
+from respkv.protocol.resp import ErrorReply
+from respkv.storage.api import Engine
+
+Handler = Callable[["Client", list[bytes]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    name: str  # lower case, as COMMAND reports it
+    arity: int  # Redis convention: N exact, -N at least N (the name counts)
+    flags: tuple[str, ...]
+    first_key: int
+    last_key: int
+    step: int
+    handler: Handler
+    group: str
+    summary: str = ""
+    since: str = "1.0.0"
+    complexity: str = "O(1)"
+    subcommands: dict[str, CommandSpec] | None = None
+
+    @property
+    def is_write(self) -> bool:
+        return "write" in self.flags
+
+    def key_positions(self, argc: int) -> range:
+        if self.first_key == 0:
+            return range(0)
+        last = self.last_key if self.last_key >= 0 else argc + self.last_key
+        return range(self.first_key, last + 1, self.step)
+
+    def arity_ok(self, argc: int) -> bool:
+        a = self.arity
+        return argc == a if a > 0 else argc >= -a
+
+
+class CommandTable:
+    def __init__(self) -> None:
+        self.specs: dict[bytes, CommandSpec] = {}
+
+    def register(self, spec: CommandSpec) -> None:
+        self.specs[spec.name.encode()] = spec
+        self.specs[spec.name.upper().encode()] = spec
+
+    def command(
+        self,
+        name: str,
+        arity: int,
+        flags: str = "",
+        keys: tuple[int, int, int] = (0, 0, 0),
+        group: str = "generic",
+        summary: str = "",
+        since: str = "1.0.0",
+        complexity: str = "O(1)",
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: ``@table.command("get", 2, "readonly fast", (1, 1, 1), "string")``."""
+
+        def deco(fn: Handler) -> Handler:
+            self.register(
+                CommandSpec(
+                    name, arity, tuple(flags.split()), *keys, handler=fn, group=group,
+                    summary=summary, since=since, complexity=complexity,
+                )
+            )
+            return fn
+
+        return deco
+
+    def lookup(self, name: bytes) -> CommandSpec | None:
+        spec = self.specs.get(name)
+        if spec is None:
+            spec = self.specs.get(name.lower())
+        return spec
+
+    def unique(self) -> list[CommandSpec]:
+        seen: dict[str, CommandSpec] = {}
+        for s in self.specs.values():
+            seen[s.name] = s
+        return sorted(seen.values(), key=lambda s: s.name)
+
+
+TABLE = CommandTable()
+"""The table of every command; modules in respkv.commands register into it at import."""
+
+
+@dataclass(slots=True)
+class SlowlogEntry:
+    id: int
+    time_s: int
+    duration_us: int
+    args: list[bytes]
+    peer: str
+    name: str
+
+
+class Client:
+    """Per-connection state. Owned by the connection's task; read by CLIENT LIST elsewhere."""
+
+    __slots__ = (
+        "id", "server", "db", "dbnum", "resp3", "name", "lib_name", "lib_ver", "authenticated",
+        "user", "peer", "laddr", "created_ms", "last_ms", "last_cmd", "close_after_reply",
+        "killed", "read_level", "write_level", "qbuf", "obuf", "flags", "__weakref__",
+    )
+
+    def __init__(self, server: ServerState, client_id: int, peer: str = "", laddr: str = "") -> None:
+        self.id = client_id
+        self.server = server
+        self.dbnum = 0
+        self.db = server.dbs[0]
+        self.resp3 = False
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.authenticated = not server.config.requirepass
+        self.user = "default"
+        self.peer = peer
+        self.laddr = laddr
+        self.created_ms = server.clock_ms()
+        self.last_ms = self.created_ms
+        self.last_cmd = "NULL"
+        self.close_after_reply = False  # QUIT, or a protocol error: close once replies are sent
+        self.killed = False  # CLIENT KILL: the node closes the connection at once
+        self.read_level: Any = None  # per-connection consistency (cluster); None: server default
+        self.write_level: Any = None
+        self.qbuf = 0
+        self.obuf = 0
+        self.flags = "N"
+
+    def select(self, db: int) -> None:
+        self.dbnum = db
+        self.db = self.server.dbs[db]
+
+
+class ServerState:
+    """Everything commands may see of the server. Pure: the node injects clock and callbacks."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        clock_ms: Callable[[], int],
+        *,
+        run_id: str = "0" * 40,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.clock_ms = clock_ms
+        self.run_id = run_id
+        self.start_ms = clock_ms()
+        self.dbs = [Keyspace(engine, i, clock_ms) for i in range(config.databases)]
+        self.clients: dict[int, Client] = {}
+        self._next_client_id = 0
+        self.stats: dict[str, int] = {
+            "total_connections_received": 0,
+            "total_commands_processed": 0,
+            "rejected_connections": 0,
+            "total_net_input_bytes": 0,
+            "total_net_output_bytes": 0,
+            "expired_keys": 0,
+        }
+        self.cmdstats: dict[str, list[int]] = {}  # name -> [calls, usec, rejected, failed]
+        self.slowlog: deque[SlowlogEntry] = deque(maxlen=config.slowlog_max_len)
+        self.slowlog_next_id = 0
+        self.shutdown_requested: str | None = None  # "save"/"nosave"/"" once SHUTDOWN was called
+        self.info_providers: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.on_config_set: Callable[[str, str], None] | None = None
+
+    def new_client(self, peer: str = "", laddr: str = "") -> Client:
+        self._next_client_id += 1
+        c = Client(self, self._next_client_id, peer, laddr)
+        self.clients[c.id] = c
+        self.stats["total_connections_received"] += 1
+        return c
+
+    def drop_client(self, client: Client) -> None:
+        self.clients.pop(client.id, None)
+
+    def slowlog_record(self, duration_us: int, args: list[bytes], client: Client) -> None:
+        if duration_us < self.config.slowlog_log_slower_than or self.config.slowlog_log_slower_than < 0:
+            return
+        shown = [a if len(a) <= 128 else a[:128] + b"... (%d more bytes)" % (len(a) - 128) for a in args[:32]]
+        if len(args) > 32:
+            shown[-1] = b"... (%d more arguments)" % (len(args) - 31)
+        self.slowlog.appendleft(
+            SlowlogEntry(
+                self.slowlog_next_id, self.clock_ms() // 1000, duration_us, shown, client.peer,
+                client.name.decode("utf-8", "replace"),
+            )
+        )
+        self.slowlog_next_id += 1
+
+
+def _unknown_command(args: list[bytes]) -> CommandError:
+    shown = "".join("'%s' " % a.decode("utf-8", "replace")[:128] for a in args[1:20])
+    return CommandError(E.UNKNOWN_COMMAND % (args[0].decode("utf-8", "replace")[:128], shown))
+
+
+def dispatch(table: CommandTable, client: Client, args: list[bytes]) -> Any:
+    """Look the command up and run it for ``client``; returns the reply value."""
+    spec = table.specs.get(args[0])
+    if spec is None:
+        spec = table.lookup(args[0])
+    return execute(spec, client, args)
+
+
+def execute(spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
+    """Run one looked-up command; returns the reply value (errors as ErrorReply values).
+
+    The hot path: an arity check, an auth check, the handler. Timing, stats and slowlog are
+    the caller's (the node's), so that this stays free of clocks.
+    """
+    if spec is None:
+        return _unknown_command(args)
+    a = spec.arity
+    n = len(args)
+    if (n != a) if a > 0 else (n < -a):
+        return CommandError(E.WRONG_ARGS % spec.name)
+    if not client.authenticated and "noauth" not in spec.flags:
+        return CommandError(E.NOAUTH)
+    try:
+        return spec.handler(client, args)
+    except ErrorReply as e:
+        return e
+
+
+# -- argument helpers shared by the command modules ---------------------------------------------
+
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+
+
+def parse_int(b: bytes, err: str = E.NOT_INTEGER) -> int:
+    """Parse a Redis integer argument exactly as string2ll: no spaces, no '+', no leading zeros."""
+    if not b or len(b) > 20:
+        raise CommandError(err)
+    c0 = b[0]
+    if not (48 <= c0 <= 57 or (c0 == 45 and len(b) > 1)):
+        raise CommandError(err)
+    if (c0 == 48 and len(b) > 1) or b.startswith(b"-0"):
+        raise CommandError(err)
+    try:
+        v = int(b)
+    except ValueError:
+        raise CommandError(err) from None
+    if not b.lstrip(b"-").isdigit() or v < INT64_MIN or v > INT64_MAX:
+        raise CommandError(err)
+    return v
+
+
+def parse_float(b: bytes, err: str = E.NOT_FLOAT) -> float:
+    """Parse a Redis float argument as strtold does for INCRBYFLOAT/ZADD: no spaces, no NaN."""
+    if not b or b[:1].isspace() or b[-1:].isspace():
+        raise CommandError(err)
+    try:
+        v = float(b)
+    except ValueError:
+        raise CommandError(err) from None
+    if v != v:
+        raise CommandError(err)
+    low = b.lower()
+    if b"_" in b or low.startswith((b"0x", b"-0x", b"+0x")):
+        raise CommandError(err)
+    return v
+

@@ -1,0 +1,58 @@
+"""The one catalogue of Redis-exact error strings (redis-server 7.0, src/server.c, t_string.c...).
+
+Handlers raise ``CommandError(TEXT)`` or ``CommandError(TEXT % args)`` with these; nothing else in
+respkv spells a Redis error message.
+"""
+
+from __future__ import annotations
+
+from respkv.protocol.resp import ErrorReply
+
+
+class CommandError(ErrorReply):
+    """Raised by a handler; the dispatcher turns it into the error reply."""
+
+
+WRONG_ARGS = "ERR wrong number of arguments for '%s' command"
+UNKNOWN_COMMAND = "ERR unknown command '%s', with args beginning with: %s"
+UNKNOWN_SUBCOMMAND = "ERR unknown subcommand '%s'. Try %s HELP."
+SYNTAX = "ERR syntax error"
+NOT_INTEGER = "ERR value is not an integer or out of range"
+NOT_FLOAT = "ERR value is not a valid float"
+OVERFLOW = "ERR increment or decrement would overflow"
+INCR_NAN = "ERR increment would produce NaN or Infinity"
+NO_SUCH_KEY = "ERR no such key"
+INVALID_EXPIRE = "ERR invalid expire time in '%s' command"
+DB_INDEX = "ERR DB index is out of range"
+NOAUTH = "NOAUTH Authentication required."
+WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
+AUTH_NOT_CONFIGURED = (
+    "ERR AUTH <password> called without any password configured for the default user. "
+    "Are you sure your configuration is correct?"
+)
+NOPROTO = "NOPROTO unsupported protocol version"
+STRING_TOO_LONG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+OFFSET_OUT_OF_RANGE = "ERR offset is out of range"
+NX_XX_GT_LT = "ERR NX and XX, GT or LT options at the same time are not compatible"
+GT_LT_NX = "ERR GT and LT options at the same time are not compatible"
+MAX_CLIENTS = "ERR max number of clients reached"
+UNKNOWN_CONFIG = "ERR Unknown option or number of arguments for CONFIG SET - '%s'"
+INVALID_CONFIG = "ERR CONFIG SET failed (possibly related to argument '%s') - %s"
+NO_SUCH_CLIENT = "ERR No such client"
+CLIENT_NAME_SPACES = "ERR Client names cannot contain spaces, newlines or special characters."
+PROTECTED_MODE = (
+    "DENIED Redis is running in protected mode because protected mode is enabled and no "
+    "password is set for the default user. In this mode connections are only accepted from the "
+    "loopback interface. If you want to connect from external computers to Redis you may adopt "
+    "one of the following solutions: 1) Just disable protected mode sending the command "
+    "'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the "
+    "same host the server is running, however MAKE SURE Redis is not publicly accessible from "
+    "internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively "
+    "you can just disable the protected mode by editing the Redis configuration file, and "
+    "setting the protected mode option to 'no', and then restarting the server. 3) If you "
+    "started the server manually just for testing, restart it with the '--protected-mode no' "
+    "option. 4) Setup a bind address or an authentication password. NOTE: You only need to do "
+    "one of the above things in order for the server to start accepting connections from the "
+    "outside."
+)
+MULTI_UNSUPPORTED = "ERR %s is not supported by respkv: %s"

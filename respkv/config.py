@@ -1,0 +1,195 @@
+"""Typed configuration: one table of settings serves the TOML file, command-line flags, CONFIG
+GET/SET and conf/respkv.toml's documentation.
+
+Each ``Setting`` names its TOML key (snake_case; CONFIG GET uses the Redis spelling with dashes),
+type, default, unit and meaning. Loading validates everything: an unknown key or a bad value
+raises ``ConfigError`` naming the key and why, so start-up stops with a clear message.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    key: str
+    type: type
+    default: Any
+    unit: str
+    doc: str
+    runtime: bool = False  # CONFIG SET may change it
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def redis_name(self) -> str:
+        return self.key.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("bind", str, "127.0.0.1", "address", "Address the client port listens on."),
+    Setting("port", int, 6379, "port", "Client (RESP) port.", minimum=0, maximum=65535),
+    Setting("dir", str, "./data", "path", "Data directory (commit log, tables, hints)."),
+    Setting("engine", str, "lsm", "", "Storage engine: lsm (durable) or memory (tests).",
+            choices=("lsm", "memory")),
+    Setting("databases", int, 16, "count", "Number of databases (SELECT 0..N-1).", minimum=1,
+            maximum=65535),
+    Setting("maxclients", int, 10000, "count", "Maximum simultaneous client connections.",
+            runtime=True, minimum=1),
+    Setting("timeout", int, 0, "seconds", "Close a client idle this long (0: never).",
+            runtime=True, minimum=0),
+    Setting("requirepass", str, "", "", "Password of the default user (empty: none).",
+            runtime=True),
+    Setting("protected_mode", bool, True, "", "Without a password, accept only loopback clients.",
+            runtime=True),
+    Setting("proto_max_bulk_len", int, 512 * 1024 * 1024, "bytes",
+            "Largest bulk string a client may send.", runtime=True, minimum=1024 * 1024),
+    Setting("client_output_buffer_limit_hard", int, 0, "bytes",
+            "Close a normal client whose pending output exceeds this (0: no limit; the server "
+            "already stops reading from a client whose output is not draining).", runtime=True,
+            minimum=0),
+    Setting("client_query_buffer_limit", int, 1024 * 1024 * 1024, "bytes",
+            "Largest query buffer of a client.", runtime=True, minimum=1024 * 1024),
+    Setting("appendfsync", str, "everysec", "", "Commit-log fsync policy: always (acknowledge "
+            "after fsync, group commit), everysec, or no.", runtime=True,
+            choices=("always", "everysec", "no")),
+    Setting("aof_load_truncated", bool, False, "", "Skip a corrupt commit-log record in the "
+            "middle of the log at start-up instead of refusing to start.", runtime=True),
+    Setting("memtable_bytes", int, 64 * 1024 * 1024, "bytes",
+            "Memtable size at which it is frozen and flushed to a table.", minimum=64 * 1024),
+    Setting("block_cache_bytes", int, 64 * 1024 * 1024, "bytes", "SSTable block cache size.",
+            minimum=0),
+    Setting("tombstone_grace_seconds", int, 864000, "seconds",
+            "How long tombstones outlive their write before compaction may drop them.",
+            minimum=0),
+    Setting("hz", int, 10, "per second", "Frequency of background tasks (active expiry, client "
+            "timeouts).", runtime=True, minimum=1, maximum=500),
+    Setting("slowlog_log_slower_than", int, 10000, "microseconds",
+            "Log commands slower than this (negative: never).", runtime=True),
+    Setting("slowlog_max_len", int, 128, "entries", "Slow log length.", minimum=0),
+    Setting("loglevel", str, "notice", "", "Log level: debug, verbose, notice, warning.",
+            runtime=True, choices=("debug", "verbose", "notice", "warning")),
+)
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+SETTINGS_BY_REDIS_NAME = {s.redis_name: s for s in SETTINGS}
+
+
+@dataclass(slots=True)
+class Config:
+    bind: str = "127.0.0.1"
+    port: int = 6379
+    dir: str = "./data"
+    engine: str = "lsm"
+    databases: int = 16
+    maxclients: int = 10000
+    timeout: int = 0
+    requirepass: str = ""
+    protected_mode: bool = True
+    proto_max_bulk_len: int = 512 * 1024 * 1024
+    client_output_buffer_limit_hard: int = 0
+    client_query_buffer_limit: int = 1024 * 1024 * 1024
+    appendfsync: str = "everysec"
+    aof_load_truncated: bool = False
+    memtable_bytes: int = 64 * 1024 * 1024
+    block_cache_bytes: int = 64 * 1024 * 1024
+    tombstone_grace_seconds: int = 864000
+    hz: int = 10
+    slowlog_log_slower_than: int = 10000
+    slowlog_max_len: int = 128
+    loglevel: str = "notice"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def set(self, key: str, value: Any) -> None:
+        """Validate and set one setting (TOML value, or a string from a flag or CONFIG SET)."""
+        setting = SETTINGS_BY_KEY.get(key)
+        if setting is None:
+            raise ConfigError(f"unknown setting '{key}'")
+        setattr(self, key, coerce(setting, value))
+
+    def get_redis(self, redis_name: str) -> str:
+        s = SETTINGS_BY_REDIS_NAME[redis_name]
+        v = getattr(self, s.key)
+        if s.type is bool:
+            return "yes" if v else "no"
+        return str(v)
+
+
+def coerce(setting: Setting, value: Any) -> Any:
+    key = setting.key
+    t = setting.type
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("yes", "true", "1", "no", "false", "0"):
+            return value.lower() in ("yes", "true", "1")
+        raise ConfigError(f"'{key}' must be a boolean (yes/no), got {value!r}")
+    if t is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+        if isinstance(value, str):
+            try:
+                value = parse_memory(value) if setting.unit == "bytes" else int(value)
+            except ValueError:
+                raise ConfigError(f"'{key}' must be an integer, got {value!r}") from None
+        if not isinstance(value, int):
+            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+        if setting.minimum is not None and value < setting.minimum:
+            raise ConfigError(f"'{key}' must be >= {setting.minimum:g}, got {value}")
+        if setting.maximum is not None and value > setting.maximum:
+            raise ConfigError(f"'{key}' must be <= {setting.maximum:g}, got {value}")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"'{key}' must be a string, got {value!r}")
+    if setting.choices and value.lower() not in setting.choices:
+        raise ConfigError(f"'{key}' must be one of {', '.join(setting.choices)}, got {value!r}")
+    return value.lower() if setting.choices else value
+
+
+_UNITS = {"k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
+
+
+def parse_memory(text: str) -> int:
+    """'64mb' -> 67108864, as redis.conf reads memory sizes."""
+    t = text.strip().lower()
+    for suffix in ("kb", "mb", "gb", "k", "m", "g"):
+        if t.endswith(suffix):
+            return int(t[: -len(suffix)]) * _UNITS[suffix]
+    return int(t)
+
+
+def load_toml(path: str, config: Config | None = None) -> Config:
+    """Read a TOML file into ``config`` (default: a fresh Config); ConfigError on any problem."""
+    config = config or Config()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    apply_mapping(config, data, path)
+    return config
+
+
+def apply_mapping(config: Config, data: dict[str, Any], source: str = "config") -> None:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            # Sections (e.g. [cluster]) belong to later layers; keep them for their owners.
+            config.extra[key] = value
+            continue
+        try:
+            config.set(key, value)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+
+def config_field_names() -> list[str]:
+    return [f.name for f in fields(Config) if f.name != "extra"]

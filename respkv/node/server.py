@@ -1,0 +1,445 @@
+"""The trio layer of a respkv node: client connections, durability, background work.
+
+Structure (the trio habit): ``Node.run`` opens one root nursery and ``start``s each long-lived
+service in it -- the listener, the fsync policy task, the engine's background worker, the active
+expiry cycle and the client cron. Everything else in respkv is sans-I/O; this module only moves
+bytes between sockets and those cores, and decides *when* (never *what*).
+
+Durability contract: every reply to a batch of commands read from one client is sent only after
+the commit-log bytes of that batch's writes were handed to the OS (``engine.write_pending``), so
+an acknowledged write survives the process being killed; under ``appendfsync always`` only after
+an fsync that covers them (group commit: concurrent clients share one fsync); under ``everysec``
+an fsync runs once a second in a worker thread.
+
+Memory contract: a connection holds at most one read (64 KB) of input beyond one incomplete
+command, and at most ``OUTPUT_FLUSH_BYTES`` of replies beyond one reply: while a client does not
+read its replies the server does not read its requests.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+import respkv.commands  # noqa: F401  (registers every command module)
+from respkv.commands import errors as E
+from respkv.commands.core import TABLE, Client, ServerState, execute
+from respkv.config import Config
+from respkv.node.streams import RawSocketStream
+from respkv.protocol.resp import ErrorReply, ProtocolError, RequestParser, encode
+from respkv.storage.api import Engine
+
+log = logging.getLogger("respkv.node")
+
+OUTPUT_FLUSH_BYTES = 64 * 1024
+READ_SIZE = 64 * 1024
+
+
+def open_engine(config: Config, clock_ms: Callable[[], int]) -> Engine:
+    if config.engine == "memory":
+        from respkv.storage.memory import MemoryEngine
+
+        return MemoryEngine()
+    from respkv.storage.lsm import LSMEngine
+
+    os.makedirs(config.dir, exist_ok=True)
+    return LSMEngine.open(
+        config.dir,
+        now_ms=clock_ms,
+        memtable_bytes=config.memtable_bytes,
+        block_cache_bytes=config.block_cache_bytes,
+        skip_corrupt=config.aof_load_truncated,
+        tombstone_grace_ms=config.tombstone_grace_seconds * 1000,
+    )
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class DurabilityError(Exception):
+    pass
+
+
+class GroupCommit:
+    """Shares fsyncs among concurrent writers (``appendfsync always``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.durable_seq = 0
+        self.error: str | None = None
+        self._need = trio.Event()
+        self._round_done = trio.Event()
+        self.fsyncs = 0
+
+    async def wait_durable(self, seq: int) -> None:
+        """Return once ``seq`` is on disk; raises DurabilityError if the fsync failed."""
+        while self.durable_seq < seq:
+            if self.error is not None:
+                raise DurabilityError(self.error)
+            ev = self._round_done
+            self._need.set()
+            await ev.wait()
+        if self.error is not None and self.durable_seq < seq:
+            raise DurabilityError(self.error)
+
+    async def sync_now(self) -> None:
+        """One fsync of everything written so far (everysec policy, shutdown)."""
+        try:
+            seq = await trio.to_thread.run_sync(self.engine.sync)
+        except OSError as e:
+            self.error = f"{e.strerror or e}"
+            log.error("event=fsync_failed error=%r", self.error)
+            return
+        self.fsyncs += 1
+        self.error = None
+        self.durable_seq = max(self.durable_seq, seq)
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._need.wait()
+            self._need = trio.Event()
+            done = self._round_done
+            self._round_done = trio.Event()  # writers arriving now wait for the next round
+            await self.sync_now()
+            done.set()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "")
+
+
+class Node:
+    """One respkv node. Owns the engine, the server state and every connection task."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        engine: Engine | None = None,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        perf_ns: Callable[[], int] = time.perf_counter_ns,
+    ) -> None:
+        self.config = config
+        self.clock_ms = clock_ms
+        self.perf_ns = perf_ns
+        self.engine = engine if engine is not None else open_engine(config, clock_ms)
+        self.state = ServerState(config, self.engine, clock_ms, run_id=os.urandom(20).hex())
+        self.state.info_providers["persistence"] = self._persistence_info
+        self.commit = GroupCommit(self.engine)
+        self.port: int | None = None
+        self._scopes: dict[int, trio.CancelScope] = {}
+        self._streams: dict[int, Any] = {}
+        self._root: trio.Nursery | None = None
+        self._shutdown = trio.Event()
+        self._bg_progress = trio.Event()
+        self.state.kill_client = self._kill_client  # type: ignore[attr-defined]
+        self.write_stalls = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def run(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until shutdown; ``task_status.started(port)`` once listening."""
+        listen = self._listen_socket()
+        self.port = listen.getsockname()[1]
+        try:
+            async with trio.open_nursery() as nursery:
+                self._root = nursery
+                await nursery.start(self.commit.run)
+                await nursery.start(self._fsync_policy_task)
+                await nursery.start(self._background_work_task)
+                await nursery.start(self._cron_task)
+                await nursery.start(self._accept_task, listen)
+                log.info("event=ready port=%d engine=%s", self.port, self.config.engine)
+                task_status.started(self.port)
+                await self._shutdown.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            listen.close()
+            with trio.CancelScope(shield=True):
+                await self._close_engine()
+
+    async def _close_engine(self) -> None:
+        try:
+            await trio.to_thread.run_sync(self.engine.close)
+        except Exception:  # a failing disk at shutdown: report, never hang
+            log.exception("event=engine_close_failed")
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    def _listen_socket(self) -> socket.socket:
+        cfg = self.config
+        family = socket.AF_INET6 if ":" in cfg.bind else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((cfg.bind, cfg.port))
+        sock.listen(511)
+        sock.setblocking(False)
+        return sock
+
+    # -- connections --------------------------------------------------------------------------
+    async def _accept_task(
+        self, listen: socket.socket, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        assert self._root is not None
+        async with trio.open_nursery() as conns:
+            while True:
+                await trio.lowlevel.wait_readable(listen)
+                try:
+                    sock, addr = listen.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as e:  # EMFILE and friends: back off instead of spinning
+                    log.warning("event=accept_failed error=%r", e)
+                    await trio.sleep(0.1)
+                    continue
+                conns.start_soon(self._connection, sock, addr)
+
+    async def _connection(self, sock: socket.socket, addr: Any) -> None:
+        stream = RawSocketStream(sock)
+        peer_host = addr[0] if isinstance(addr, tuple) else ""
+        peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+        try:
+            laddr = "%s:%d" % sock.getsockname()[:2]
+        except OSError:
+            laddr = ""
+        state = self.state
+        cfg = self.config
+        try:
+            if len(state.clients) >= cfg.maxclients:
+                state.stats["rejected_connections"] += 1
+                await stream.send_all(b"-" + E.MAX_CLIENTS.encode() + b"\r\n")
+                return
+            if cfg.protected_mode and not cfg.requirepass and not _is_loopback(peer_host):
+                await stream.send_all(b"-" + E.PROTECTED_MODE.encode() + b"\r\n")
+                return
+            client = state.new_client(peer, laddr)
+            with trio.CancelScope() as scope:
+                self._scopes[client.id] = scope
+                self._streams[client.id] = stream
+                try:
+                    await self.serve_client(stream, client)
+                except trio.BrokenResourceError:
+                    pass
+                finally:
+                    self._scopes.pop(client.id, None)
+                    self._streams.pop(client.id, None)
+                    state.drop_client(client)
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            stream.close_now()
+
+    def _kill_client(self, client: Client) -> None:
+        scope = self._scopes.get(client.id)
+        client.killed = True
+        if scope is not None:
+            scope.cancel()
+
+    async def serve_client(self, stream: Any, client: Client) -> None:
+        """The per-connection loop: read, parse, dispatch in order, reply in one send.
+
+        Any stream with ``receive_some``/``send_all`` works (memory streams in tests).
+        """
+        state = self.state
+        engine = self.engine
+        cfg = self.config
+        parser = RequestParser(cfg.proto_max_bulk_len)
+        specs = TABLE.specs
+        lookup = TABLE.lookup
+        perf = self.perf_ns
+        cmdstats = state.cmdstats
+        stats = state.stats
+        always = None
+        while True:
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                return
+            stats["total_net_input_bytes"] += len(data)
+            parser.feed(data)
+            batch = parser.commands()
+            if not batch:
+                client.qbuf = parser.buffered
+                if client.qbuf > cfg.client_query_buffer_limit:
+                    log.warning("event=client_closed reason=query_buffer_limit id=%d", client.id)
+                    return
+                continue
+            client.last_ms = self.clock_ms()
+            seq_before = engine.last_seq
+            out = bytearray()
+            resp3 = client.resp3
+            for args in batch:
+                if type(args) is ProtocolError:
+                    out += b"-ERR " + str(args).encode() + b"\r\n"
+                    client.close_after_reply = True
+                    log.info("event=protocol_error id=%d peer=%s error=%r", client.id, client.peer, str(args))
+                    break
+                spec = specs.get(args[0]) or lookup(args[0])
+                t0 = perf()
+                reply = execute(spec, client, args)
+                dt = (perf() - t0) // 1000
+                if spec is not None:
+                    st = cmdstats.get(spec.name)
+                    if st is None:
+                        st = cmdstats[spec.name] = [0, 0, 0, 0]
+                    st[0] += 1
+                    st[1] += dt
+                    if isinstance(reply, ErrorReply):
+                        st[3] += 1
+                    client.last_cmd = spec.name
+                    if dt >= cfg.slowlog_log_slower_than >= 0:
+                        state.slowlog_record(dt, args, client)
+                encode(reply, resp3, out)
+                resp3 = client.resp3  # HELLO may have switched the protocol
+                if client.close_after_reply or state.shutdown_requested is not None:
+                    break
+                if len(out) > OUTPUT_FLUSH_BYTES:
+                    await self._durable(seq_before, always)
+                    seq_before = engine.last_seq
+                    await self._send(stream, client, out)
+                    out = bytearray()
+            stats["total_commands_processed"] += len(batch)
+            if engine.last_seq != seq_before:
+                try:
+                    await self._durable(seq_before, always)
+                except DurabilityError as e:
+                    out = bytearray(b"-MISCONF Errors writing to the AOF file: %s\r\n" % str(e).encode())
+                    client.close_after_reply = True
+                if engine.write_stalled():
+                    await self._wait_not_stalled()
+            if out:
+                await self._send(stream, client, out)
+            if state.shutdown_requested is not None:
+                self.request_shutdown()
+                return
+            if client.close_after_reply:
+                return
+
+    async def _send(self, stream: Any, client: Client, out: bytearray) -> None:
+        self.state.stats["total_net_output_bytes"] += len(out)
+        limit = self.config.client_output_buffer_limit_hard
+        if limit and len(out) > limit:
+            log.warning("event=client_closed reason=output_buffer_limit id=%d", client.id)
+            raise trio.BrokenResourceError("output buffer limit")
+        client.obuf = len(out)
+        await stream.send_all(out)
+        client.obuf = 0
+
+    async def _durable(self, seq_before: int, _unused: Any) -> None:
+        engine = self.engine
+        last = engine.last_seq
+        if last == seq_before:
+            return
+        if self.config.appendfsync == "always":
+            await self.commit.wait_durable(last)
+        else:
+            try:
+                engine.write_pending()
+            except OSError as e:
+                raise DurabilityError(e.strerror or str(e)) from e
+
+    async def _wait_not_stalled(self) -> None:
+        self.write_stalls += 1
+        while self.engine.write_stalled():
+            ev = self._bg_progress
+            await ev.wait()
+
+    def _persistence_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "loading": 0,
+            "aof_enabled": 1 if self.config.engine == "lsm" else 0,
+            "appendfsync": self.config.appendfsync,
+            "aof_last_write_status": "ok" if self.commit.error is None else "err",
+            "aof_fsyncs": self.commit.fsyncs,
+            "write_stalls": self.write_stalls,
+        }
+        info.update(self.engine.stats())
+        return info
+
+    # -- background services ------------------------------------------------------------------
+    async def _fsync_policy_task(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(1.0)
+            if self.config.appendfsync == "everysec" and self.engine.last_seq > self.commit.durable_seq:
+                await self.commit.sync_now()
+
+    async def _background_work_task(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        engine = self.engine
+        while True:
+            if engine.background_work_pending():
+                try:
+                    await trio.to_thread.run_sync(engine.do_background_work)
+                except Exception:
+                    log.exception("event=background_work_failed")
+                    await trio.sleep(1.0)
+                ev, self._bg_progress = self._bg_progress, trio.Event()
+                ev.set()
+            else:
+                await trio.sleep(0.05)
+
+    async def _cron_task(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Active expiry (hz times a second, as redis-server's serverCron) and idle timeouts."""
+        task_status.started()
+        ticks = 0
+        while True:
+            await trio.sleep(1.0 / self.config.hz)
+            ticks += 1
+            self.active_expire(deadline_ns=self.perf_ns() + 25_000_000 // self.config.hz)
+            if ticks % self.config.hz == 0:
+                self._close_idle_clients()
+
+    def active_expire(self, deadline_ns: int) -> int:
+        """Redis's active expiry: sample keys with a TTL, repeat while >25% of a sample expired."""
+        total = 0
+        for db in self.state.dbs:
+            while True:
+                n = db.active_expire_cycle(20)
+                total += n
+                if n <= 5 or self.perf_ns() > deadline_ns:
+                    break
+        return total
+
+    def _close_idle_clients(self) -> None:
+        timeout = self.config.timeout
+        if not timeout:
+            return
+        now = self.clock_ms()
+        for client in list(self.state.clients.values()):
+            if now - client.last_ms > timeout * 1000:
+                log.info("event=client_closed reason=idle id=%d", client.id)
+                self._kill_client(client)
+
+
+async def run_node(config: Config, *, on_ready: Callable[[int], None] | None = None) -> None:
+    """Run a node until SIGTERM/SIGINT or SHUTDOWN; the process entry point's trio main."""
+    node = Node(config)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(node.run)
+        if on_ready is not None:
+            on_ready(port)
+
+        async def watch_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("event=shutdown signal=%s", signal.Signals(signum).name)
+                    node.request_shutdown()
+                    return
+
+        nursery.start_soon(watch_signals)
+        await node._shutdown.wait()
+        nursery.cancel_scope.cancel()
