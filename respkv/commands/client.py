@@ -1,0 +1,1 @@
+"""client commands (being written)."""
