@@ -81,6 +81,10 @@ class NodeState:
         )
 
     def newer_than(self, other: NodeState) -> bool:
+        if self.generation != other.generation:
+            return self.generation > other.generation
+        if self.version != other.version:
+            return self.version > other.version
         return self.order_key() > other.order_key()
 
     def tokens(self) -> tuple[int, ...]:
@@ -175,6 +179,8 @@ def merge(a: Membership, b: Membership) -> Membership:
     rows: dict[str, NodeState] | None = None
     for node_id, theirs in b._rows.items():
         mine = a._rows.get(node_id)
+        if mine is theirs:
+            continue
         if mine is None or theirs.newer_than(mine):
             if rows is None:
                 rows = dict(a._rows)
