@@ -257,6 +257,25 @@ def update(
     return _bounded(clock, kept, max_entries)
 
 
+def overwrite(
+    s: SiblingSet,
+    node_id: str,
+    value: bytes | None,
+    *,
+    timestamp_ms: int,
+    expire_at_ms: int = 0,
+    max_entries: int = MAX_CLOCK_ENTRIES,
+) -> SiblingSet:
+    """A write with no client context (plain SET/DEL): ``update(s, join(s), ...)``. It supersedes
+    everything the coordinator's replica ``s`` holds; writes it has not yet received stay as
+    siblings until the next overwrite on a replica that has them. (A write with an *empty*
+    context would instead keep every sibling, and plain SETs would pile them up.)"""
+    return update(
+        s, s.clock, node_id, value,
+        timestamp_ms=timestamp_ms, expire_at_ms=expire_at_ms, max_entries=max_entries,
+    )
+
+
 def sync(a: SiblingSet, b: SiblingSet, max_entries: int = MAX_CLOCK_ENTRIES) -> SiblingSet:
     """Merge two replicas' sets. A sibling survives when both sides hold it, or when the other
     side's clock has not seen its dot (it is concurrent with everything there)."""

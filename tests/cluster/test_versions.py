@@ -36,6 +36,7 @@ from respkv.cluster.versions import (
     is_deleted,
     join,
     live_value,
+    overwrite,
     prune,
     sync,
     sync_all,
@@ -212,6 +213,17 @@ def test_sequential_read_modify_write_keeps_one_sibling() -> None:
         s = update(s, join(s), "a" if i % 2 else "b", b"%d" % i, timestamp_ms=i)
         assert len(s.siblings) == 1
     assert winner(s) is not None and winner(s).value == b"99"
+
+
+def test_overwrite_supersedes_local_but_keeps_unseen() -> None:
+    a = update(EMPTY, EMPTY_CLOCK, "a", b"1", timestamp_ms=1)
+    b = update(EMPTY, EMPTY_CLOCK, "b", b"2", timestamp_ms=2)  # concurrent, not yet at a
+    a = overwrite(a, "a", b"3", timestamp_ms=3)
+    assert [x.value for x in a.siblings] == [b"3"]
+    merged = sync(a, b)
+    assert {x.value for x in merged.siblings} == {b"2", b"3"}
+    merged = overwrite(merged, "a", None, timestamp_ms=4)  # a plain DEL after the sync
+    assert len(merged.siblings) == 1 and winner(merged).is_tombstone
 
 
 def test_blind_writes_are_concurrent_siblings() -> None:
