@@ -33,26 +33,26 @@ class BloomBuilder:
         self.m = max(64, expected_keys * bits_per_key)
         self.bits = bitarray(self.m, endian="big")
         self.bits.setall(0)
-        self._pending: list[int] = []
 
     def add(self, key: bytes) -> None:
-        h = key_hash(key)
-        h1 = h & MASK64
-        h2 = h >> 64
-        m = self.m
-        pending = self._pending
-        for i in range(self.k):
-            pending.append((h1 + i * h2) % m)
-        if len(pending) >= 65536:
-            self._drain()
+        self.add_keys([key])
 
-    def _drain(self) -> None:
-        if self._pending:
-            self.bits[self._pending] = 1
-            self._pending = []
+    def add_keys(self, keys: list[bytes]) -> None:
+        """Set the k bits of each key; vectorized per probe (list comprehensions, one bitarray
+        indexed assignment per probe) since this runs for every key of every table written."""
+        if not keys:
+            return
+        m = self.m
+        hs = list(map(key_hash, keys))
+        pos = [(h & MASK64) % m for h in hs]
+        step = [(h >> 64) % m for h in hs]
+        bits = self.bits
+        bits[pos] = 1
+        for _ in range(self.k - 1):
+            pos = [(p + s) % m for p, s in zip(pos, step)]
+            bits[pos] = 1
 
     def finish(self) -> bytes:
-        self._drain()
         return FILTER_FIXED.pack(self.k, self.m) + self.bits.tobytes()
 
 

@@ -50,11 +50,11 @@ KIND_PUT = 1
 KIND_DELETE = 2
 
 # -- SSTable --------------------------------------------------------------------------------------
-# data-block entry: kind u8 | klen u16 | mlen u32 | vlen u32 | seq u64 | time i64 | key|meta|value
+# data-block entry: kind u8 | klen u32 | mlen u32 | vlen u32 | seq u64 | time i64 | key|meta|value
 # time = expire_at_ms for a put, deleted_at_ms for a tombstone.
-ENTRY_HEADER = struct.Struct("<BHIIQq")
-ENTRY_HEADER_SIZE = ENTRY_HEADER.size  # 27
-MAX_KEY_SIZE = 0xFFFF
+# A block ends with: entry offsets u32 x n | key lengths u32 x n | n u32
+ENTRY_HEADER = struct.Struct("<BIIIQq")
+ENTRY_HEADER_SIZE = ENTRY_HEADER.size  # 29
 BLOCK_TARGET_SIZE = 4096
 BLOCK_TRAILER = struct.Struct("<I")  # crc32 of the block bytes, stored right after them
 # footer: index_off u64 | index_len u32 | filter_off u64 | filter_len u32 |
@@ -67,15 +67,15 @@ TABLE_FORMAT_VERSION = 1
 # properties block: entries u64 | tombstones u64 | min_seq u64 | max_seq u64 |
 #                   data_blocks u32 | slen u32 | llen u32 | smallest | largest
 TABLE_PROPS_FIXED = struct.Struct("<QQQQIII")
-# filter block: bits_per_key... see bloom.py: k u8 | m u64 | bit bytes
+# filter block: k u8 | m u64 | ceil(m/8) bytes of bits (see bloom.py)
 FILTER_FIXED = struct.Struct("<BQ")
 # range-deletion block: count u32 | then each: seq u64 | deleted_at_ms i64 | slen u32 |
 #                       elen u32 | has_end u8 | start | end
 RDEL_COUNT = struct.Struct("<I")
 RDEL_ENTRY = struct.Struct("<QqIIB")
-# index block: count u32 | then each: offset u64 | length u32 | klen u16 | first_key
+# index block: count u32 | then each: offset u64 | length u32 | klen u32 | first_key
 INDEX_COUNT = struct.Struct("<I")
-INDEX_ENTRY = struct.Struct("<QIH")
+INDEX_ENTRY = struct.Struct("<QII")
 
 # -- manifest edits -------------------------------------------------------------------------------
 # An edit payload is a sequence of tagged fields: tag u8 then the field's bytes.

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from bisect import bisect_left, bisect_right
 import logging
 import threading
 import time
@@ -39,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from respkv.storage.api import Mutation, Record
-from respkv.storage.bloom import key_hash
+from respkv.storage.bloom import MASK64, key_hash
 from respkv.storage.commitlog import (
     DELETE_SEED,
     PUT_SEED,
@@ -52,6 +53,8 @@ from respkv.storage.compaction import merge_entries, pick_run, surviving_range_t
 from respkv.storage.errors import EngineClosedError, TableCorruptionError
 from respkv.storage.format import (
     KIND_DELETE,
+    ENTRY_HEADER,
+    ENTRY_HEADER_SIZE,
     KIND_PUT,
     LOG_DELETE,
     LOG_DELETE_FIXED,
@@ -96,6 +99,7 @@ _put_pack = LOG_PUT_FIXED.pack
 _del_pack = LOG_DELETE_FIXED.pack
 _hdr_pack = RECORD_HEADER.pack
 _crc32 = zlib.crc32
+_unpack_entry = ENTRY_HEADER.unpack_from
 
 
 def _wall_clock_ms() -> int:
@@ -159,6 +163,8 @@ class LSMEngine:
         self._bits_per_key = bloom_bits_per_key
         self._max_frozen = max_frozen
         self._cache = BlockCache(block_cache_bytes)
+        self._cache_d = self._cache._d
+        self._get_cache_misses = 0
         self._write_lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -460,6 +466,8 @@ class LSMEngine:
 
     # -- reads (trio thread) -----------------------------------------------------------------
     def get(self, key: bytes) -> Record | None:
+        # The hot read path: the table probe (Bloom filter, sparse index, block cache, block
+        # search) is inlined here; TableReader.get is the readable version of the same steps.
         e = self._mem_data.get(key)
         if e is not None:
             return e[1]
@@ -477,28 +485,66 @@ class LSMEngine:
         if not tables:
             return None
         h = key_hash(key)
-        cache = self._cache
+        h1 = h & MASK64
+        h2 = h >> 64
+        cache_d = self._cache_d
         for t in tables:
             if t.range_tombstones:
-                if not t.empty and t.smallest <= key <= t.largest and t.bloom.may_contain_hash(h):
-                    r = t.get(key, cache)
-                    if r is not MISSING:
-                        return r  # type: ignore[return-value]
-                if covered(t.range_tombstones, key):
-                    return None
-                continue
+                r = self._get_from_table_with_range_deletes(t, key, h)
+                if r is MISSING:
+                    continue
+                return r  # type: ignore[return-value]
             if key < t.smallest or key > t.largest:
                 continue
-            if not t.bloom.may_contain_hash(h):
+            m = t.bloom_m
+            bits = t.bloom_bits
+            a = h1 % m
+            if not bits[a]:
                 self._bloom_negatives += 1
                 continue
-            r = t.get(key, cache)
-            if r is MISSING:
-                self._bloom_false_positives += 1
+            b = h2 % m
+            for _ in t.bloom_rest:  # the remaining k-1 probes
+                a += b
+                if a >= m:
+                    a -= m
+                if not bits[a]:
+                    break
+            else:
+                a = -1
+            if a >= 0:
+                self._bloom_negatives += 1
                 continue
-            self._bloom_true_positives += 1
-            return r  # type: ignore[return-value]
+            i = bisect_right(t.first_keys, key) - 1
+            blk = cache_d.get(t.cache_base + i)
+            if blk is None:
+                self._get_cache_misses += 1
+                blk = t.block(i, self._cache)
+            else:
+                cache_d.move_to_end(t.cache_base + i)
+            keys = blk[0]
+            j = bisect_left(keys, key)
+            if j < len(keys) and keys[j] == key:
+                self._bloom_true_positives += 1
+                data = blk[2]
+                o = blk[1][j]
+                kind, kl, ml, vl, _seq, tm = _unpack_entry(data, o)
+                if kind != KIND_PUT:
+                    return None
+                p = o + ENTRY_HEADER_SIZE + kl
+                return Record(data[p + ml : p + ml + vl], tm, data[p : p + ml])
+            self._bloom_false_positives += 1
         return None
+
+    def _get_from_table_with_range_deletes(self, t: TableReader, key: bytes, h: int) -> object:
+        """Record, None (deleted: by a point tombstone, or by a range tombstone that hides every
+        older table too) or MISSING (look in older tables)."""
+        if not t.empty and t.smallest <= key <= t.largest and t.bloom.may_contain_hash(h):
+            r = t.get(key, self._cache)
+            if r is not MISSING:
+                return r
+        if covered(t.range_tombstones, key):
+            return None
+        return MISSING
 
     def scan(self, start: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, Record]]:
         # The snapshot is taken here, not when the generator first runs.
@@ -649,8 +695,7 @@ class LSMEngine:
         path = fs.join(self._dir, table_name(number))
         f = fs.create(path)
         b = TableBuilder(f, expected, self._bits_per_key)
-        for e in entries:
-            b.add(e[0], -e[1], e[2], e[3], e[4], e[5])
+        b.add_entries(entries)
         for rt in rts:
             b.add_range_tombstone(rt)
         if b.entries == 0 and not rts:
@@ -702,7 +747,9 @@ class LSMEngine:
             "write_amplification": round(self._table_bytes_written / user, 4) if user else 0.0,
             "user_bytes_written": user,
             "table_bytes_written": self._table_bytes_written,
-            "block_cache_hits": self._cache.hits,
+            # get() counts only its misses: each of its cache lookups is a Bloom "maybe"
+            "block_cache_hits": self._cache.hits + self._bloom_true_positives
+            + self._bloom_false_positives - self._get_cache_misses,
             "block_cache_misses": self._cache.misses,
             "block_cache_bytes": self._cache.used,
             "last_seq": self._seq,

@@ -21,7 +21,7 @@ import struct
 import zlib
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from respkv.storage.api import Record
@@ -36,7 +36,6 @@ from respkv.storage.format import (
     INDEX_ENTRY,
     KIND_DELETE,
     KIND_PUT,
-    MAX_KEY_SIZE,
     RDEL_COUNT,
     RDEL_ENTRY,
     TABLE_FOOTER,
@@ -114,9 +113,9 @@ def parse_block(data: bytes, path: str, offset: int) -> tuple:
     """(keys, offsets, data, charge) of a verified data block (checksum already stripped)."""
     try:
         (n,) = U32.unpack_from(data, len(data) - 4)
-        base = len(data) - 4 - 6 * n
+        base = len(data) - 4 - 8 * n
         offs = struct.unpack_from(f"<{n}I", data, base)
-        klens = struct.unpack_from(f"<{n}H", data, base + 4 * n)
+        klens = struct.unpack_from(f"<{n}I", data, base + 4 * n)
     except struct.error as e:
         raise TableCorruptionError(path, offset, f"malformed block trailer: {e}") from None
     keys = [data[o + _HDR : o + _HDR + kl] for o, kl in zip(offs, klens, strict=True)]
@@ -142,9 +141,11 @@ class TableBuilder:
         self._bloom = BloomBuilder(max(1, expected_keys), bits_per_key)
         self._index: list[tuple[bytes, int, int]] = []
         self._rdels: list[RangeTombstone] = []
-        self._blk = bytearray()
+        self._parts: list[bytes] = []
+        self._blk_size = 0
         self._blk_offs: list[int] = []
         self._blk_klens: list[int] = []
+        self._bloom_pending: list[bytes] = []
         self._first_key: bytes | None = None
         self._last_key: bytes | None = None
         self._smallest: bytes | None = None
@@ -154,32 +155,61 @@ class TableBuilder:
         self.max_seq = 0
 
     def add(self, key: bytes, seq: int, kind: int, t: int, meta: bytes, value: bytes) -> None:
-        if self._last_key is not None and key <= self._last_key:
-            raise ValueError("keys must be added in strictly increasing order")
-        if len(key) > MAX_KEY_SIZE:
-            raise ValueError("key too long")
-        blk = self._blk
-        if not self._blk_offs:
-            self._first_key = key
-        self._blk_offs.append(len(blk))
-        self._blk_klens.append(len(key))
-        blk += ENTRY_HEADER.pack(kind, len(key), len(meta), len(value), seq, t)
-        blk += key
-        blk += meta
-        blk += value
-        self._last_key = key
-        if self._smallest is None:
-            self._smallest = key
-        self._bloom.add(key)
-        self.entries += 1
-        if kind == KIND_DELETE:
-            self.tombstones += 1
-        if seq < self.min_seq:
-            self.min_seq = seq
-        if seq > self.max_seq:
-            self.max_seq = seq
-        if len(blk) >= BLOCK_TARGET_SIZE:
-            self._finish_block()
+        self.add_entries([(key, -seq, kind, t, meta, value)])
+
+    def add_entries(self, entries: Iterable[Entry]) -> None:
+        """Add internal entries (key, -seq, kind, time, meta, value) in strictly increasing key
+        order. The table-writing hot loop of flush and compaction: keep it lean."""
+        pack = ENTRY_HEADER.pack
+        parts = self._parts
+        offs = self._blk_offs
+        klens = self._blk_klens
+        pending = self._bloom_pending
+        size = self._blk_size
+        last = self._last_key
+        n = self.entries
+        tombs = self.tombstones
+        lo = self.min_seq
+        hi = self.max_seq
+        target = BLOCK_TARGET_SIZE
+        for key, nseq, kind, t, meta, value in entries:
+            if last is not None and key <= last:
+                raise ValueError("keys must be added in strictly increasing order")
+            if not offs:
+                self._first_key = key
+            kl = len(key)
+            offs.append(size)
+            klens.append(kl)
+            rec = pack(kind, kl, len(meta), len(value), -nseq, t) + key + meta + value
+            parts.append(rec)
+            size += len(rec)
+            pending.append(key)
+            last = key
+            n += 1
+            if kind == KIND_DELETE:
+                tombs += 1
+            if -nseq < lo:
+                lo = -nseq
+            if -nseq > hi:
+                hi = -nseq
+            if size >= target:
+                self._blk_size = size
+                self._finish_block()
+                parts = self._parts
+                offs = self._blk_offs
+                klens = self._blk_klens
+                size = 0
+                if len(pending) >= 4096:
+                    self._bloom.add_keys(pending)
+                    pending.clear()
+        self._blk_size = size
+        self._last_key = last
+        if self._smallest is None and n:
+            self._smallest = self._first_key
+        self.entries = n
+        self.tombstones = tombs
+        self.min_seq = lo
+        self.max_seq = hi
 
     def add_range_tombstone(self, rt: RangeTombstone) -> None:
         self._rdels.append(rt)
@@ -201,20 +231,25 @@ class TableBuilder:
         n = len(self._blk_offs)
         if not n:
             return
-        blk = self._blk
-        blk += struct.pack(f"<{n}I", *self._blk_offs)
-        blk += struct.pack(f"<{n}H", *self._blk_klens)
-        blk += U32.pack(n)
-        off, ln = self._emit(blk)
+        parts = self._parts
+        parts.append(struct.pack(f"<{n}I", *self._blk_offs))
+        parts.append(struct.pack(f"<{n}I", *self._blk_klens))
+        parts.append(U32.pack(n))
+        off, ln = self._emit(b"".join(parts))
         assert self._first_key is not None
+        if self._smallest is None:
+            self._smallest = self._first_key
         self._index.append((self._first_key, off, ln))
-        self._blk = bytearray()
+        self._parts = []
         self._blk_offs = []
         self._blk_klens = []
+        self._blk_size = 0
 
     def finish(self) -> tuple[int, TableProps]:
         """Write the meta blocks and footer, fsync; returns (file size, properties)."""
         self._finish_block()
+        self._bloom.add_keys(self._bloom_pending)
+        self._bloom_pending = []
         f_off, f_len = self._emit(self._bloom.finish())
         rd = [RDEL_COUNT.pack(len(self._rdels))]
         for rt in self._rdels:
@@ -309,6 +344,10 @@ class TableReader:
             self.bloom = BloomFilter.decode(self.read_raw(f_off, f_len))
         except (ValueError, struct.error) as e:
             raise TableCorruptionError(path, f_off, f"bad filter block: {e}") from None
+        # unpacked for the engine's inlined probe loop
+        self.bloom_bits = self.bloom.bits
+        self.bloom_m = self.bloom.m
+        self.bloom_rest = range(self.bloom.k - 1)
         # range deletions
         r = self.read_raw(r_off, r_len)
         (rn,) = RDEL_COUNT.unpack_from(r, 0)
