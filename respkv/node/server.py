@@ -264,6 +264,7 @@ class Node:
         cmdstats = state.cmdstats
         stats = state.stats
         always = None
+        parser.auth_required = not client.authenticated
         while True:
             data = await stream.receive_some(READ_SIZE)
             if not data:
@@ -327,6 +328,7 @@ class Node:
                 return
             if client.close_after_reply:
                 return
+            parser.auth_required = not client.authenticated
 
     async def _send(self, stream: Any, client: Client, out: bytearray) -> None:
         self.state.stats["total_net_output_bytes"] += len(out)

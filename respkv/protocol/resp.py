@@ -8,7 +8,10 @@ parsed before the error are executed first, in order.
 
 Limits and messages follow redis-server 7 (src/networking.c) byte for byte:
 
-* multibulk count above 1024*1024: ``Protocol error: invalid multibulk length``
+* multibulk count above 1024*1024: ``Protocol error: invalid multibulk length`` (redis-server 7
+  accepts up to INT_MAX elements and waits for them; respkv keeps the older 1M cap on purpose)
+* before AUTH, when a password is set: multibulk count above 10 or a bulk above 16 KB:
+  ``Protocol error: unauthenticated multibulk length`` / ``unauthenticated bulk length``
 * bulk length negative or above ``proto_max_bulk_len`` (512 MB): ``Protocol error: invalid bulk
   length`` -- raised on the header, before any byte of the bulk is buffered
 * a header line longer than 64 KB with no CRLF: ``Protocol error: too big mbulk count string`` /
@@ -19,7 +22,9 @@ Limits and messages follow redis-server 7 (src/networking.c) byte for byte:
 
 Two paths, one behaviour. The fast path hands a read that starts on a command boundary to
 hiredis, and keeps hiredis's result only when the read also *ends* on a boundary and every element
-is a bulk string (the common case: each client read holds whole commands). Anything else -- a
+is a bulk string (the common case: each client read holds whole commands). hiredis's
+``has_data()`` alone cannot tell a boundary (it is false while hiredis holds a partial header),
+so a ``*0`` sentinel is fed after the read: only a clean boundary yields it back as ``[]``. Anything else -- a
 command split across reads, inline commands, odd frames -- goes through the resumable pure-Python
 parser, which is the reference for every limit above.
 """
@@ -129,6 +134,7 @@ class RequestParser:
         "_bulk_len",
         "_dead",
         "proto_max_bulk_len",
+        "auth_required",
     )
 
     def __init__(self, proto_max_bulk_len: int = DEFAULT_PROTO_MAX_BULK_LEN) -> None:
@@ -141,6 +147,9 @@ class RequestParser:
         self._bulk_len = -1  # length of the bulk whose header was read, -1 if none
         self._dead = False
         self.proto_max_bulk_len = proto_max_bulk_len
+        # While the client has not authenticated, redis-server caps requests far lower
+        # (multibulk > 10, bulk > 16 KB); the node keeps this flag current.
+        self.auth_required = False
 
     @property
     def buffered(self) -> int:
@@ -150,17 +159,20 @@ class RequestParser:
     def feed(self, data: bytes) -> None:
         if self._dead:
             return
-        if not self._buf and data[:1] == b"*":
+        if not self._buf and self._args is None and data[:1] == b"*" and not self.auth_required:
             reader = self._reader
             reader.feed(data)
-            out: list[list[bytes]] = []
+            # The sentinel *0 parses as a standalone [] only if ``data`` ended on a command
+            # boundary; otherwise it is swallowed by (or breaks) the incomplete command.
+            reader.feed(b"*0\r\n")
+            out: list = []
             try:
                 while (cmd := reader.gets()) is not False:
                     out.append(cmd)
             except hiredis.ProtocolError:
                 pass
             else:
-                if not reader.has_data() and self._all_bulk(out, len(data)):
+                if out and out[-1] == [] and not reader.has_data() and self._all_bulk(out, len(data)):
                     ready = self._ready
                     for cmd in out:
                         if cmd:  # *0 and *-1 are skipped, as redis-server does
@@ -175,6 +187,8 @@ class RequestParser:
         for cmd in cmds:
             if cmd is None:
                 continue
+            if type(cmd) is not list:
+                return False
             for a in cmd:
                 if type(a) is not bytes:
                     return False
@@ -228,6 +242,8 @@ class RequestParser:
                     return self._fail("Protocol error: invalid multibulk length")
                 if count > MBULK_MAX:
                     return self._fail("Protocol error: invalid multibulk length")
+                if count > 10 and self.auth_required:
+                    return self._fail("Protocol error: unauthenticated multibulk length")
                 pos = crlf + 2
                 if count <= 0:
                     continue
@@ -236,6 +252,8 @@ class RequestParser:
                 self._bulk_len = -1
             # Inside a multibulk.
             if self._bulk_len < 0:
+                if pos >= n:
+                    break
                 if buf[pos] != 0x24:  # '$'
                     return self._fail(
                         "Protocol error: expected '$', got '%s'" % chr(buf[pos])
@@ -251,6 +269,8 @@ class RequestParser:
                     return self._fail("Protocol error: invalid bulk length")
                 if ln < 0 or ln > self.proto_max_bulk_len:
                     return self._fail("Protocol error: invalid bulk length")
+                if ln > 16384 and self.auth_required:
+                    return self._fail("Protocol error: unauthenticated bulk length")
                 self._bulk_len = ln
                 pos = crlf + 2
             ln = self._bulk_len
