@@ -31,11 +31,42 @@ parser, which is the reference for every limit above.
 
 from __future__ import annotations
 
+import re
+
 import hiredis
 
 INLINE_MAX_SIZE = 64 * 1024  # PROTO_INLINE_MAX_SIZE
 MBULK_MAX = 1024 * 1024  # multibulk element limit
 DEFAULT_PROTO_MAX_BULK_LEN = 512 * 1024 * 1024
+
+# hiredis-py allocates a Python list of the announced size as soon as it reads an aggregate
+# header, so one ``*2147483647`` froze the whole node while the allocation was paged in. A read
+# with any ``*`` followed by 6+ digits therefore skips the fast path: the reference parser
+# appends elements as they arrive and never allocates by the announced count.
+_BIG_AGGREGATE = re.compile(rb"\*[0-9]{6}")
+
+
+def string2ll(b: bytes | bytearray) -> int | None:
+    """redis-server's string2ll: digits with an optional '-', no '+', no spaces, no leading zeros."""
+    if not b or len(b) > 20:
+        return None
+    if b == b"0":
+        return 0
+    digits = b[1:] if b[0] == 0x2D else b
+    if not digits or digits[0] == 0x30 or not digits.isdigit():
+        return None
+    v = int(b)
+    if v < -(1 << 63) or v > (1 << 63) - 1:
+        return None
+    return v
+
+
+def _strchr(buf: bytearray, ch: bytes, pos: int) -> int:
+    """Index of ``ch`` at or after ``pos`` as C strchr finds it: a NUL byte ends the search."""
+    i = buf.find(ch, pos)
+    if i < 0 or buf.find(b"\x00", pos, i) >= 0:
+        return -1
+    return i
 
 
 class ProtocolError(Exception):
@@ -43,7 +74,8 @@ class ProtocolError(Exception):
 
 
 _ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
-_SPACE = b" \n\r\t\v\f\x00"
+_SPACE = b" \n\r\t\v\f"  # isspace() in the C locale: blanks between arguments, after quotes
+_TOKEN_END = b" \n\r\t"  # what ends an unquoted argument in sdssplitargs (\v, \f do not)
 _HEX = b"0123456789abcdefABCDEF"
 
 
@@ -51,7 +83,11 @@ def split_inline_args(line: bytes) -> list[bytes]:
     """Split an inline request line as redis-server's sdssplitargs does.
 
     Raises ProtocolError on unbalanced quotes (or a closing quote not followed by a space).
+    The line is a C string there: a NUL byte ends it.
     """
+    nul = line.find(b"\x00")
+    if nul >= 0:
+        line = line[:nul]
     args: list[bytes] = []
     i, n = 0, len(line)
     while True:
@@ -103,7 +139,7 @@ def split_inline_args(line: bytes) -> list[bytes]:
                 if i >= n:
                     break
                 c = line[i]
-                if c in _SPACE:
+                if c in _TOKEN_END:
                     break
                 if c == 0x22:
                     inq = True
@@ -159,7 +195,13 @@ class RequestParser:
     def feed(self, data: bytes) -> None:
         if self._dead:
             return
-        if not self._buf and self._args is None and data[:1] == b"*" and not self.auth_required:
+        if (
+            not self._buf
+            and self._args is None
+            and data[:1] == b"*"
+            and not self.auth_required
+            and _BIG_AGGREGATE.search(data) is None
+        ):
             reader = self._reader
             reader.feed(data)
             # The sentinel *0 parses as a standalone [] only if ``data`` ended on a command
@@ -217,7 +259,7 @@ class RequestParser:
             if self._args is None:
                 # At a command boundary.
                 if buf[pos] != 0x2A:  # not '*': inline command
-                    nl = buf.find(b"\n", pos)
+                    nl = _strchr(buf, b"\n", pos)
                     if nl < 0:
                         if n - pos > INLINE_MAX_SIZE:
                             return self._fail("Protocol error: too big inline request")
@@ -231,20 +273,21 @@ class RequestParser:
                     if args:
                         ready.append(args)
                     continue
-                crlf = buf.find(b"\r\n", pos)
-                if crlf < 0:
+                # As processMultibulkBuffer: the line ends at the first '\r' (strchr), the byte
+                # after it is skipped unchecked, and the count is parsed by string2ll.
+                cr = _strchr(buf, b"\r", pos)
+                if cr < 0:
                     if n - pos > INLINE_MAX_SIZE:
                         return self._fail("Protocol error: too big mbulk count string")
                     break
-                try:
-                    count = int(buf[pos + 1 : crlf])
-                except ValueError:
-                    return self._fail("Protocol error: invalid multibulk length")
-                if count > MBULK_MAX:
+                if cr > n - 2:
+                    break
+                count = string2ll(buf[pos + 1 : cr])
+                if count is None or count > MBULK_MAX:
                     return self._fail("Protocol error: invalid multibulk length")
                 if count > 10 and self.auth_required:
                     return self._fail("Protocol error: unauthenticated multibulk length")
-                pos = crlf + 2
+                pos = cr + 2
                 if count <= 0:
                     continue
                 self._args = []
@@ -252,27 +295,25 @@ class RequestParser:
                 self._bulk_len = -1
             # Inside a multibulk.
             if self._bulk_len < 0:
-                if pos >= n:
-                    break
-                if buf[pos] != 0x24:  # '$'
-                    return self._fail(
-                        "Protocol error: expected '$', got '%s'" % chr(buf[pos])
-                    )
-                crlf = buf.find(b"\r\n", pos)
-                if crlf < 0:
+                # Same line rules; the '$' is checked only once the whole line is there.
+                cr = _strchr(buf, b"\r", pos)
+                if cr < 0:
                     if n - pos > INLINE_MAX_SIZE:
                         return self._fail("Protocol error: too big bulk count string")
                     break
-                try:
-                    ln = int(buf[pos + 1 : crlf])
-                except ValueError:
-                    return self._fail("Protocol error: invalid bulk length")
-                if ln < 0 or ln > self.proto_max_bulk_len:
+                if cr > n - 2:
+                    break
+                if buf[pos] != 0x24:  # '$'
+                    got = buf[pos]
+                    shown = " " if got in (0x0D, 0x0A) else chr(got)  # Redis maps CR/LF to spaces
+                    return self._fail("Protocol error: expected '$', got '%s'" % shown)
+                ln = string2ll(buf[pos + 1 : cr])
+                if ln is None or ln < 0 or ln > self.proto_max_bulk_len:
                     return self._fail("Protocol error: invalid bulk length")
                 if ln > 16384 and self.auth_required:
                     return self._fail("Protocol error: unauthenticated bulk length")
                 self._bulk_len = ln
-                pos = crlf + 2
+                pos = cr + 2
             ln = self._bulk_len
             if n - pos < ln + 2:
                 break
