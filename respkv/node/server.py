@@ -284,7 +284,8 @@ class Node:
             resp3 = client.resp3
             for args in batch:
                 if type(args) is ProtocolError:
-                    out += b"-ERR " + str(args).encode() + b"\r\n"
+                    # latin-1: "expected '$', got 'X'" carries the offending raw byte, as Redis
+                    out += b"-ERR " + str(args).encode("latin-1") + b"\r\n"
                     client.close_after_reply = True
                     log.info("event=protocol_error id=%d peer=%s error=%r", client.id, client.peer, str(args))
                     break
