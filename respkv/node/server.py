@@ -281,7 +281,6 @@ class Node:
             client.last_ms = self.clock_ms()
             seq_before = engine.last_seq
             out = bytearray()
-            resp3 = client.resp3
             for args in batch:
                 if type(args) is ProtocolError:
                     # latin-1: "expected '$', got 'X'" carries the offending raw byte, as Redis
@@ -304,8 +303,7 @@ class Node:
                     client.last_cmd = spec.name
                     if dt >= cfg.slowlog_log_slower_than >= 0:
                         state.slowlog_record(dt, args, client)
-                encode(reply, resp3, out)
-                resp3 = client.resp3  # HELLO may have switched the protocol
+                encode(reply, client.resp3, out)  # read after the handler: HELLO switches it
                 if client.close_after_reply or state.shutdown_requested is not None:
                     break
                 if len(out) > OUTPUT_FLUSH_BYTES:
