@@ -18,7 +18,7 @@ expiry), so it keeps shadowing older versions.
 
 from __future__ import annotations
 
-import heapq
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 
 from respkv.storage.format import KIND_DELETE
@@ -49,30 +49,74 @@ def pick_run(sizes: Sequence[int], min_width: int = MIN_MERGE_WIDTH,
     return None
 
 
-def merge_entries(sources: list[Iterator[Entry]], rts: list[RangeTombstone], bottom: bool,
+_AFTER_ANY_SEQ = float("inf")
+
+
+def batched_merge(sources: list[Iterator[list[Entry]]]) -> Iterator[list[Entry]]:
+    """Merge sources of sorted batches into sorted batches. Each round takes, from every source,
+    the entries up to the smallest "last key" among the sources' current batches — every version
+    of those keys is then in hand — and sorts them in C (timsort merges the sorted runs), instead
+    of a Python-level heap step per entry."""
+    bufs: list[list[Entry]] = []
+    iters: list[Iterator[list[Entry]]] = []
+    for src in sources:
+        for b in src:
+            if b:
+                bufs.append(b)
+                iters.append(src)
+                break
+    while bufs:
+        if len(bufs) == 1:
+            yield bufs[0]
+            for b in iters[0]:
+                if b:
+                    yield b
+            return
+        bound = (min(b[-1][0] for b in bufs), _AFTER_ANY_SEQ)
+        out: list[Entry] = []
+        nbufs: list[list[Entry]] = []
+        niters: list[Iterator[list[Entry]]] = []
+        for b, src in zip(bufs, iters):
+            i = bisect_right(b, bound)
+            if i == len(b):
+                out += b
+                b = next((x for x in src if x), [])
+            else:
+                out += b[:i]
+                b = b[i:]
+            if b:
+                nbufs.append(b)
+                niters.append(src)
+        bufs, iters = nbufs, niters
+        out.sort()
+        yield out
+
+
+def merge_entries(sources: list[Iterator[list[Entry]]], rts: list[RangeTombstone], bottom: bool,
                   now_ms: int, grace_ms: int) -> Iterator[Entry]:
-    """The newest version of each key across ``sources`` (each sorted by (key, -seq)), minus what
-    ``rts`` deletes, minus what compaction may drop (see the module docstring)."""
-    it = heapq.merge(*sources) if len(sources) != 1 else sources[0]
+    """The newest version of each key across ``sources`` (each yielding sorted batches of
+    entries sorted by (key, -seq)), minus what ``rts`` deletes, minus what compaction may drop
+    (see the module docstring)."""
     last = None
-    for e in it:
-        key = e[0]
-        if key == last:
-            continue  # an older version, shadowed
-        last = key
-        if rts:
-            seq = -e[1]
-            if any(rt.covers(key, seq) for rt in rts):
-                continue
-        t = e[3]
-        if e[2] == KIND_DELETE:
-            if bottom and t + grace_ms <= now_ms:
-                continue
-        elif t and t <= now_ms:
-            if bottom:
-                continue
-            e = (key, e[1], KIND_DELETE, t, b"", b"")
-        yield e
+    for batch in batched_merge(sources):
+        for e in batch:
+            key = e[0]
+            if key == last:
+                continue  # an older version, shadowed
+            last = key
+            if rts:
+                seq = -e[1]
+                if any(rt.covers(key, seq) for rt in rts):
+                    continue
+            t = e[3]
+            if e[2] == KIND_DELETE:
+                if bottom and t + grace_ms <= now_ms:
+                    continue
+            elif t and t <= now_ms:
+                if bottom:
+                    continue
+                e = (key, e[1], KIND_DELETE, t, b"", b"")
+            yield e
 
 
 def surviving_range_tombstones(rts: list[RangeTombstone], bottom: bool, now_ms: int,

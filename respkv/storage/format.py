@@ -4,13 +4,24 @@ for magic numbers, record types, struct layouts and file names.
 The documents in docs/formats/{commitlog,sstable,manifest}.md describe these bytes for a reader
 who has never seen this code; a change here without a change there is a bug.
 
-All integers are little-endian. Checksums are CRC-32 (zlib.crc32, the IEEE polynomial).
+All integers are little-endian. Commit-log and manifest records carry CRC-32 (zlib.crc32, the
+IEEE polynomial); SSTable blocks carry the low 32 bits of XXH3-64 (ten times faster than zlib's
+CRC-32 on a 4 KB block, and a block is checked on every cache miss).
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+
+import xxhash
+
+_xxh3_64 = xxhash.xxh3_64_intdigest
+
+
+def block_checksum(data: bytes | bytearray) -> int:
+    """The SSTable block checksum: low 32 bits of XXH3-64 with seed 0."""
+    return _xxh3_64(data) & 0xFFFFFFFF
 
 # -- record framing (commit log and manifest) -----------------------------------------------------
 # crc32 u32 | length u32 | type u8 | payload[length]
@@ -56,7 +67,7 @@ KIND_DELETE = 2
 ENTRY_HEADER = struct.Struct("<BIIIQq")
 ENTRY_HEADER_SIZE = ENTRY_HEADER.size  # 29
 BLOCK_TARGET_SIZE = 4096
-BLOCK_TRAILER = struct.Struct("<I")  # crc32 of the block bytes, stored right after them
+BLOCK_TRAILER = struct.Struct("<I")  # block_checksum of the block bytes, stored right after them
 # footer: index_off u64 | index_len u32 | filter_off u64 | filter_len u32 |
 #         rdel_off u64 | rdel_len u32 | props_off u64 | props_len u32 |
 #         format_version u32 | footer_crc u32 | magic u64

@@ -37,7 +37,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from respkv.storage.api import Mutation, Record
 from respkv.storage.bloom import MASK64, key_hash
@@ -83,6 +82,8 @@ from respkv.storage.sstable import (
     RangeTombstone,
     TableBuilder,
     TableReader,
+    parse_keys,
+    search_raw,
 )
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ DEFAULT_BLOCK_CACHE_BYTES = 32 << 20
 DEFAULT_TOMBSTONE_GRACE_MS = 10 * 24 * 3600 * 1000  # 10 days, like Cassandra's gc_grace_seconds
 # Python memory per memtable entry beyond its key/value/meta bytes (dict slot, tuple, Record,
 # int, bytes headers), measured with tracemalloc on CPython 3.11; memtable_bytes counts it.
-ENTRY_OVERHEAD = 260
+ENTRY_OVERHEAD = 280
 MAX_FROZEN = 2  # write_stalled() when this many frozen memtables wait for a flush
 
 _put_pack = LOG_PUT_FIXED.pack
@@ -100,18 +101,27 @@ _del_pack = LOG_DELETE_FIXED.pack
 _hdr_pack = RECORD_HEADER.pack
 _crc32 = zlib.crc32
 _unpack_entry = ENTRY_HEADER.unpack_from
+# Record(...) goes through a Python-level __new__; tuple.__new__ builds the same NamedTuple
+# without that frame (half the cost on the put and get paths).
+_new_tuple = tuple.__new__
 
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass(frozen=True)
 class _State:
     """What the read path sees besides the active memtable. Immutable; swapped whole."""
 
-    frozen: tuple[Memtable, ...]  # newest first
-    tables: tuple[TableReader, ...]  # newest first (disjoint seq ranges, descending)
+    __slots__ = ("frozen", "tables", "probes")
+
+    def __init__(self, frozen: tuple[Memtable, ...], tables: tuple[TableReader, ...]) -> None:
+        self.frozen = frozen  # newest first
+        self.tables = tables  # newest first (disjoint seq ranges, descending)
+        # per table, what get() needs, unpacked in one step
+        self.probes = tuple((t, t.range_tombstones, t.smallest, t.largest, t.bloom_m,
+                             t.bloom_bits, t.bloom_rest, t.first_keys, t.cache_base)
+                            for t in tables)
 
 
 def _sorted_tables(tables: list[TableReader] | tuple[TableReader, ...]) -> tuple[TableReader, ...]:
@@ -302,7 +312,7 @@ class LSMEngine:
         buf = self._buf
         buf += _hdr_pack(_crc32(body, PUT_SEED), len(body), LOG_PUT)
         buf += body
-        self._mem_data[key] = (seq, Record(value, expire_at_ms, meta))
+        self._mem_data[key] = (seq, _new_tuple(Record, (value, expire_at_ms, meta)))
         self._user_bytes = ub
         self._seq = seq
         return seq
@@ -488,22 +498,22 @@ class LSMEngine:
         h1 = h & MASK64
         h2 = h >> 64
         cache_d = self._cache_d
-        for t in tables:
-            if t.range_tombstones:
+        neg = 0
+        for t, rts, smallest, largest, m, bits, rest, first_keys, base in st.probes:
+            if rts:
                 r = self._get_from_table_with_range_deletes(t, key, h)
                 if r is MISSING:
                     continue
+                self._bloom_negatives += neg
                 return r  # type: ignore[return-value]
-            if key < t.smallest or key > t.largest:
+            if key < smallest or key > largest:
                 continue
-            m = t.bloom_m
-            bits = t.bloom_bits
             a = h1 % m
             if not bits[a]:
-                self._bloom_negatives += 1
+                neg += 1
                 continue
             b = h2 % m
-            for _ in t.bloom_rest:  # the remaining k-1 probes
+            for _ in rest:  # the remaining k-1 probes
                 a += b
                 if a >= m:
                     a -= m
@@ -512,18 +522,26 @@ class LSMEngine:
             else:
                 a = -1
             if a >= 0:
-                self._bloom_negatives += 1
+                neg += 1
                 continue
-            i = bisect_right(t.first_keys, key) - 1
-            blk = cache_d.get(t.cache_base + i)
+            i = bisect_right(first_keys, key) - 1
+            blk = cache_d.get(base + i)
             if blk is None:
                 self._get_cache_misses += 1
-                blk = t.block(i, self._cache)
+                blk = t.load_raw(i, self._cache)
+                j = search_raw(blk, key)
             else:
-                cache_d.move_to_end(t.cache_base + i)
-            keys = blk[0]
-            j = bisect_left(keys, key)
-            if j < len(keys) and keys[j] == key:
+                cache_d.move_to_end(base + i)
+                keys = blk[0]
+                if keys is None:  # second touch: worth parsing
+                    charge = blk[3]
+                    keys = parse_keys(blk)
+                    self._cache.grew(blk[3] - charge)
+                j = bisect_left(keys, key)
+                if j == len(keys) or keys[j] != key:
+                    j = -1
+            if j >= 0:
+                self._bloom_negatives += neg
                 self._bloom_true_positives += 1
                 data = blk[2]
                 o = blk[1][j]
@@ -531,8 +549,9 @@ class LSMEngine:
                 if kind != KIND_PUT:
                     return None
                 p = o + ENTRY_HEADER_SIZE + kl
-                return Record(data[p + ml : p + ml + vl], tm, data[p : p + ml])
+                return _new_tuple(Record, (data[p + ml : p + ml + vl], tm, data[p : p + ml]))
             self._bloom_false_positives += 1
+        self._bloom_negatives += neg
         return None
 
     def _get_from_table_with_range_deletes(self, t: TableReader, key: bytes, h: int) -> object:
@@ -655,7 +674,8 @@ class LSMEngine:
         manifest edit swaps them; then their files are deleted. Caller holds _compact_lock."""
         now = self._now_ms()
         rts = [rt for t in inputs for rt in t.range_tombstones]
-        entries = merge_entries([t.iter_entries() for t in inputs], rts, bottom, now, self._grace)
+        entries = merge_entries([t.iter_raw_batches() for t in inputs], rts, bottom, now,
+                                self._grace)
         out_rts = surviving_range_tombstones(rts, bottom, now, self._grace)
         level = min(9, max(t.level for t in inputs) + 1)
         meta, reader = self._write_table(self._alloc(), entries, out_rts,
@@ -750,7 +770,7 @@ class LSMEngine:
             # get() counts only its misses: each of its cache lookups is a Bloom "maybe"
             "block_cache_hits": self._cache.hits + self._bloom_true_positives
             + self._bloom_false_positives - self._get_cache_misses,
-            "block_cache_misses": self._cache.misses,
+            "block_cache_misses": self._cache.misses + self._get_cache_misses,
             "block_cache_bytes": self._cache.used,
             "last_seq": self._seq,
             "durable_seq": self._durable_seq,

@@ -103,6 +103,11 @@ class Memtable:
         lo = bisect_left(keys, start) if start else 0
         hi = len(keys) if end is None else bisect_left(keys, end)
         d = self.data
-        for i in range(lo, hi):
-            k = keys[i]
-            yield to_entry(k, d[k])
+        put = KIND_PUT
+        for k in keys[lo:hi] if (lo or hi != len(keys)) else keys:
+            e = d[k]
+            rec = e[1]
+            if rec is None:
+                yield (k, -e[0], KIND_DELETE, e[2], b"", b"")
+            else:
+                yield (k, -e[0], put, rec[1], rec[2], rec[0])

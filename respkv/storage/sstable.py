@@ -1,9 +1,9 @@
 """SSTables: immutable sorted files of entries, one version per key (the newest the writer saw).
 
-Byte layout: docs/formats/sstable.md. In short: ~4 KB data blocks, each followed by its CRC-32;
+Byte layout: docs/formats/sstable.md. In short: ~4 KB data blocks, each followed by its checksum;
 then a Bloom filter block, a range-deletion block, a properties block and an index block (first
-key, offset and length of every data block), each also followed by its CRC-32; then a fixed-size
-footer locating them, with its own CRC-32 and a magic number.
+key, offset and length of every data block), each also followed by its checksum; then a fixed-size
+footer locating them, with its own checksum and a magic number.
 
 Reads: ``TableReader.get`` bisects the sparse index, fetches the block through the shared LRU
 ``BlockCache`` (parsed blocks, keyed by table number and block index) and bisects the block's key
@@ -18,7 +18,6 @@ passes it in.
 from __future__ import annotations
 
 import struct
-import zlib
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -44,6 +43,7 @@ from respkv.storage.format import (
     TABLE_MAGIC,
     TABLE_PROPS_FIXED,
     U32,
+    block_checksum,
 )
 from respkv.storage.fs import RandomAccessFile, WritableFile
 
@@ -52,11 +52,21 @@ _WRITE_CHUNK = 1 << 20
 _TRAILER = BLOCK_TRAILER.size
 _HDR = ENTRY_HEADER_SIZE
 _unpack_entry = ENTRY_HEADER.unpack_from
-_crc32 = zlib.crc32
+_checksum = block_checksum
+_trailer_structs: dict[int, struct.Struct] = {}
+
+
+def _trailer_struct(n: int) -> struct.Struct:
+    """Unpacks a block's offsets and key lengths (2n u32) in one call."""
+    st = _trailer_structs.get(n)
+    if st is None:
+        st = _trailer_structs[n] = struct.Struct(f"<{2 * n}I")
+    return st
 
 # An internal entry, as the merging iterators see it. Tuples sort by (key, -seq): for one key the
 # newest version comes first, and (key, -seq) is unique so later fields are never compared.
 #   (key, -seq, kind, time, meta, value)      time: expire_at_ms (put) / deleted_at_ms (delete)
+#   (key, -seq, kind, time, raw, None)        raw: the entry's bytes as stored in a data block
 Entry = tuple
 
 
@@ -85,23 +95,35 @@ class TableProps:
 
 
 class BlockCache:
-    """A bounded LRU of parsed data blocks. ``charge`` approximates the Python memory a parsed
-    block holds (its bytes plus per-entry object overhead)."""
+    """A bounded LRU of data blocks, keyed by (table number << 32 | block index). A block enters
+    in raw form (bytes plus its offset array: cheap to load, searched by slicing keys on demand)
+    and is upgraded to parsed form (plus a list of its keys, bisected in C) when it is hit again,
+    so one-off reads never pay for parsing. ``charge`` (element 3) approximates the Python memory
+    the block holds in its current form."""
 
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
         self.used = 0
         self.hits = 0
         self.misses = 0
-        self._d: OrderedDict[int, tuple] = OrderedDict()
+        self._d: OrderedDict[int, list] = OrderedDict()
 
-    def insert(self, k: int, block: tuple, charge: int) -> None:
+    def insert(self, k: int, block: list, charge: int) -> None:
         d = self._d
         if k in d or charge > self.capacity:
             return
         d[k] = block
         self.used += charge
-        while self.used > self.capacity:
+        self._evict()
+
+    def grew(self, delta: int) -> None:
+        """A cached block was upgraded in place and now holds ``delta`` more bytes."""
+        self.used += delta
+        self._evict()
+
+    def _evict(self) -> None:
+        d = self._d
+        while self.used > self.capacity and d:
             _, old = d.popitem(last=False)
             self.used -= old[3]
 
@@ -109,17 +131,55 @@ class BlockCache:
         return len(self._d)
 
 
-def parse_block(data: bytes, path: str, offset: int) -> tuple:
-    """(keys, offsets, data, charge) of a verified data block (checksum already stripped)."""
+def raw_block(data: bytes, path: str, offset: int) -> list:
+    """A verified data block (checksum stripped) in the cache's *raw* form:
+    [None, (offsets..., key lengths...), data, charge]. Searching it slices keys on demand."""
     try:
         (n,) = U32.unpack_from(data, len(data) - 4)
-        base = len(data) - 4 - 8 * n
-        offs = struct.unpack_from(f"<{n}I", data, base)
-        klens = struct.unpack_from(f"<{n}I", data, base + 4 * n)
-    except struct.error as e:
+        both = _trailer_struct(n).unpack_from(data, len(data) - 4 - 8 * n)
+    except (struct.error, MemoryError) as e:
         raise TableCorruptionError(path, offset, f"malformed block trailer: {e}") from None
-    keys = [data[o + _HDR : o + _HDR + kl] for o, kl in zip(offs, klens, strict=True)]
-    return (keys, offs, data, len(data) + 96 * n)
+    return [None, both, data, len(data) + 48 * n + 120]
+
+
+def parse_keys(blk: list) -> list[bytes]:
+    """Upgrade a raw block to the *parsed* form in place (blk[0] = the list of its keys, for
+    C-speed bisection); returns the keys. Adds the keys' memory to blk[3]."""
+    both = blk[1]
+    data = blk[2]
+    n = len(both) >> 1
+    keys = [data[o + _HDR : o + _HDR + kl] for o, kl in zip(both[:n], both[n:])]
+    blk[0] = keys
+    blk[3] += 56 * n + 56
+    return keys
+
+
+def parse_block(data: bytes, path: str, offset: int) -> list:
+    """(keys, offsets-and-key-lengths, data, charge) of a verified data block."""
+    blk = raw_block(data, path, offset)
+    parse_keys(blk)
+    return blk
+
+
+def search_raw(blk: list, key: bytes) -> int:
+    """Index of ``key`` in a raw-form block, or -1; binary search slicing keys on demand."""
+    both = blk[1]
+    data = blk[2]
+    n = len(both) >> 1
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        o = both[mid] + _HDR
+        if data[o : o + both[n + mid]] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < n:
+        o = both[lo] + _HDR
+        if data[o : o + both[n + lo]] == key:
+            return lo
+    return -1
 
 
 def decode_entry(data: bytes, o: int) -> Entry:
@@ -180,9 +240,14 @@ class TableBuilder:
             kl = len(key)
             offs.append(size)
             klens.append(kl)
-            rec = pack(kind, kl, len(meta), len(value), -nseq, t) + key + meta + value
-            parts.append(rec)
-            size += len(rec)
+            if value is None:  # raw form: ``meta`` holds the entry's encoded bytes
+                parts.append(meta)
+                size += len(meta)
+            else:
+                ml = len(meta)
+                vl = len(value)
+                parts += (pack(kind, kl, ml, vl, -nseq, t), key, meta, value)
+                size += _HDR + kl + ml + vl
             pending.append(key)
             last = key
             n += 1
@@ -220,7 +285,7 @@ class TableBuilder:
         """Append a block and its checksum; (offset, length without checksum)."""
         off = self._offset + len(self._out)
         self._out += block
-        self._out += BLOCK_TRAILER.pack(_crc32(block))
+        self._out += BLOCK_TRAILER.pack(_checksum(block))
         if len(self._out) >= _WRITE_CHUNK:
             self._file.append(self._out)
             self._offset += len(self._out)
@@ -232,8 +297,7 @@ class TableBuilder:
         if not n:
             return
         parts = self._parts
-        parts.append(struct.pack(f"<{n}I", *self._blk_offs))
-        parts.append(struct.pack(f"<{n}I", *self._blk_klens))
+        parts.append(_trailer_struct(n).pack(*self._blk_offs, *self._blk_klens))
         parts.append(U32.pack(n))
         off, ln = self._emit(b"".join(parts))
         assert self._first_key is not None
@@ -273,7 +337,7 @@ class TableBuilder:
         i_off, i_len = self._emit(b"".join(ix))
         head = TABLE_FOOTER.pack(i_off, i_len, f_off, f_len, r_off, r_len, p_off, p_len,
                                  TABLE_FORMAT_VERSION, 0, TABLE_MAGIC)
-        crc = _crc32(head[:-12])
+        crc = _checksum(head[:-12])
         self._out += TABLE_FOOTER.pack(i_off, i_len, f_off, f_len, r_off, r_len, p_off, p_len,
                                        TABLE_FORMAT_VERSION, crc, TABLE_MAGIC)
         self._file.append(self._out)
@@ -304,7 +368,7 @@ class TableReader:
             TABLE_FOOTER.unpack(foot))
         if magic != TABLE_MAGIC:
             raise TableCorruptionError(path, foot_off, "bad magic number (truncated or not a table)")
-        if _crc32(foot[:-12]) != crc:
+        if _checksum(foot[:-12]) != crc:
             raise TableCorruptionError(path, foot_off, "footer checksum mismatch")
         if version != TABLE_FORMAT_VERSION:
             raise TableCorruptionError(path, foot_off, f"unknown table format version {version}")
@@ -362,29 +426,41 @@ class TableReader:
         self.range_tombstones = rts
 
     def read_raw(self, off: int, ln: int) -> bytes:
-        """A block's bytes after checking its CRC-32."""
+        """A block's bytes after checking its checksum."""
         data = self.file.pread(off, ln + _TRAILER)
         if len(data) != ln + _TRAILER:
             raise TableCorruptionError(self.path, off, "block extends beyond end of file")
         (crc,) = BLOCK_TRAILER.unpack_from(data, ln)
         block = data[:ln]
-        if _crc32(block) != crc:
+        if _checksum(block) != crc:
             raise TableCorruptionError(self.path, off, "block checksum mismatch")
         return block
 
-    def block(self, i: int, cache: BlockCache | None, fill: bool = True) -> tuple:
+    def block(self, i: int, cache: BlockCache | None, fill: bool = True) -> list:
+        """Block ``i`` in parsed form, through the cache when one is given."""
         if cache is not None:
             ck = self.cache_base + i
             blk = cache._d.get(ck)
             if blk is not None:
                 cache._d.move_to_end(ck)
                 cache.hits += 1
+                if blk[0] is None:
+                    before = blk[3]
+                    parse_keys(blk)
+                    cache.grew(blk[3] - before)
                 return blk
             cache.misses += 1
         off = self.block_offs[i]
         blk = parse_block(self.read_raw(off, self.block_lens[i]), self.path, off)
         if cache is not None and fill:
             cache.insert(self.cache_base + i, blk, blk[3])
+        return blk
+
+    def load_raw(self, i: int, cache: BlockCache) -> list:
+        """Read and verify block ``i`` and cache it in raw form (the point-read miss path)."""
+        off = self.block_offs[i]
+        blk = raw_block(self.read_raw(off, self.block_lens[i]), self.path, off)
+        cache.insert(self.cache_base + i, blk, blk[3])
         return blk
 
     def get(self, key: bytes, cache: BlockCache | None) -> object:
@@ -428,6 +504,20 @@ class TableReader:
                     return
                 yield decode_entry(data, offs[j])
             i += 1
+
+    def iter_raw_batches(self) -> Iterator[list[Entry]]:
+        """Every entry, one list per data block, in the raw form compaction copies without
+        re-encoding: (key, -seq, kind, time, <the entry's bytes>, None)."""
+        unpack = _unpack_entry
+        for i in range(len(self.first_keys)):
+            keys, offs, data, _ = self.block(i, None, fill=False)
+            n = len(keys)
+            ends = offs[1:n] + (len(data) - 4 - 8 * n,)
+            out = []
+            for key, o, end in zip(keys, offs, ends):
+                kind, _kl, _ml, _vl, seq, t = unpack(data, o)
+                out.append((key, -seq, kind, t, data[o:end], None))
+            yield out
 
     def close(self) -> None:
         self.file.close()

@@ -192,6 +192,25 @@ def test_version_edit_round_trip() -> None:
 # -- compaction policy and merge ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_batched_merge_equals_heap_merge(seed: int) -> None:
+    import heapq
+
+    from respkv.storage.compaction import batched_merge
+
+    rng = random.Random(seed)
+    sources = []
+    for s in range(rng.randrange(1, 5)):
+        keys = sorted(rng.sample(range(200), rng.randrange(0, 60)))
+        entries = [(b"%03d" % k, -(s * 1000 + k), KIND_PUT, 0, b"", b"") for k in keys]
+        cuts = sorted(rng.sample(range(len(entries) + 1), min(3, len(entries) + 1)))
+        batches = [entries[a:b] for a, b in zip([0] + cuts, cuts + [len(entries)])]
+        sources.append(batches)
+    want = list(heapq.merge(*[[e for b in bs for e in b] for bs in sources]))
+    got = [e for b in batched_merge([iter(bs) for bs in sources]) for e in b]
+    assert got == want
+
+
 def test_pick_run_size_tiered() -> None:
     assert pick_run([10, 10, 10]) is None
     assert pick_run([10, 11, 9, 10]) == (0, 4)
@@ -201,21 +220,21 @@ def test_pick_run_size_tiered() -> None:
 
 
 def test_merge_drops_shadowed_tombstones_and_expired_only_at_bottom() -> None:
-    new = iter([(b"a", -10, KIND_DELETE, 0, b"", b""), (b"b", -11, KIND_PUT, 5, b"", b"exp")])
-    old = iter([(b"a", -1, KIND_PUT, 0, b"", b"old"), (b"b", -2, KIND_PUT, 0, b"", b"old"),
-                (b"c", -3, KIND_PUT, 0, b"", b"c")])
+    new = iter([[(b"a", -10, KIND_DELETE, 0, b"", b"")], [(b"b", -11, KIND_PUT, 5, b"", b"exp")]])
+    old = iter([[(b"a", -1, KIND_PUT, 0, b"", b"old"), (b"b", -2, KIND_PUT, 0, b"", b"old"),
+                 (b"c", -3, KIND_PUT, 0, b"", b"c")]])
     out = list(merge_entries([new, old], [], bottom=False, now_ms=100, grace_ms=1000))
     assert [(e[0], e[2]) for e in out] == [(b"a", KIND_DELETE), (b"b", KIND_DELETE), (b"c", KIND_PUT)]
-    new = iter([(b"a", -10, KIND_DELETE, 0, b"", b""), (b"b", -11, KIND_PUT, 5, b"", b"exp")])
-    old = iter([(b"a", -1, KIND_PUT, 0, b"", b"old"), (b"c", -3, KIND_PUT, 0, b"", b"c")])
+    new = iter([[(b"a", -10, KIND_DELETE, 0, b"", b""), (b"b", -11, KIND_PUT, 5, b"", b"exp")]])
+    old = iter([[(b"a", -1, KIND_PUT, 0, b"", b"old")], [], [(b"c", -3, KIND_PUT, 0, b"", b"c")]])
     out = list(merge_entries([new, old], [], bottom=True, now_ms=100, grace_ms=1000))
     assert [e[0] for e in out] == [b"a", b"c"]  # tombstone within grace stays
-    new = iter([(b"a", -10, KIND_DELETE, 0, b"", b"")])
+    new = iter([[(b"a", -10, KIND_DELETE, 0, b"", b"")]])
     out = list(merge_entries([new], [], bottom=True, now_ms=5000, grace_ms=1000))
     assert out == []
     rt = RangeTombstone(b"b", b"c", 5, 0)
-    src = iter([(b"a", -1, KIND_PUT, 0, b"", b""), (b"b", -2, KIND_PUT, 0, b"", b""),
-                (b"bb", -7, KIND_PUT, 0, b"", b"")])
+    src = iter([[(b"a", -1, KIND_PUT, 0, b"", b""), (b"b", -2, KIND_PUT, 0, b"", b""),
+                 (b"bb", -7, KIND_PUT, 0, b"", b"")]])
     assert [e[0] for e in merge_entries([src], [rt], False, 0, 0)] == [b"a", b"bb"]
 
 
