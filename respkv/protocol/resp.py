@@ -211,7 +211,10 @@ class RequestParser:
             try:
                 while (cmd := reader.gets()) is not False:
                     out.append(cmd)
-            except hiredis.ProtocolError:
+            except Exception:  # noqa: BLE001
+                # Not only hiredis.ProtocolError: building RESP3 values from client bytes raises
+                # too (a '%' map with an array key is TypeError: unhashable type: 'list'), and
+                # any exception escaping here would end the node, not just this connection.
                 pass
             else:
                 if out and out[-1] == [] and not reader.has_data() and self._all_bulk(out, len(data)):
