@@ -12,7 +12,7 @@ fails if the server process died during the test.
 
 Hypothesis: profiles ``compat-dev`` (default, sized for ~3 minutes on 2 cores) and ``ci`` (more
 examples) are registered here; select with ``--hypothesis-profile ci``. The differential tests
-scale their example counts from the loaded profile's ``max_examples`` (see ``examples()``).
+scale their example counts from the loaded profile's ``max_examples`` (``rawresp.examples``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from rawresp import COMPARED, RawConn, flushall
+from rawresp import COMPARED, flushall
 from respkv.testing.procs import ServerProcess, redis_server_path, start_redis, start_respkv
 
 settings.register_profile(
@@ -93,11 +93,6 @@ def both(respkv_mem: ServerProcess, redis_srv: ServerProcess) -> tuple[ServerPro
     return respkv_mem, redis_srv
 
 
-def examples(share: float = 1.0, minimum: int = 5) -> int:
-    """Examples for one differential test: a share of the loaded profile's max_examples."""
-    return max(minimum, int(settings.default.max_examples * share))
-
-
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
     if COMPARED:
         total = sum(COMPARED.values())
@@ -107,7 +102,3 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         )
         top = ", ".join(f"{k}={v}" for k, v in sorted(COMPARED.items()))
         terminalreporter.write_line(f"compat: per command: {top}")
-
-
-def raw(port: int) -> RawConn:
-    return RawConn(port)

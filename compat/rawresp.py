@@ -17,10 +17,17 @@ import socket
 from collections import Counter
 from typing import Any
 
+from hypothesis import settings
+
 Reply = tuple[str, Any]
 
 COMPARED: Counter[str] = Counter()
 """Replies compared respkv-vs-redis per command name (the session summary reports the total)."""
+
+
+def examples(share: float = 1.0, minimum: int = 5) -> int:
+    """Examples for one property test: a share of the loaded Hypothesis profile's max_examples."""
+    return max(minimum, int(settings.default.max_examples * share))
 
 
 def encode_command(*args: bytes | str | int) -> bytes:
