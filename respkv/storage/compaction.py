@@ -25,18 +25,21 @@ from respkv.storage.format import KIND_DELETE
 from respkv.storage.sstable import Entry, RangeTombstone
 
 MIN_MERGE_WIDTH = 4  # tables of similar size merged at once (Cassandra's min_threshold)
+MAX_MERGE_WIDTH = 8  # at most this many per merge (Cassandra's max_threshold is 32), so one
+#                      merge stays a bounded unit of background work
 SIMILAR_RATIO = 2.0  # a run is "similar" when its largest table <= ratio x its smallest
 MAX_TABLES = 12  # beyond this, merge the newest tables regardless of size
 
 
 def pick_run(sizes: Sequence[int], min_width: int = MIN_MERGE_WIDTH,
-             ratio: float = SIMILAR_RATIO, max_tables: int = MAX_TABLES) -> tuple[int, int] | None:
+             ratio: float = SIMILAR_RATIO, max_tables: int = MAX_TABLES,
+             max_width: int = MAX_MERGE_WIDTH) -> tuple[int, int] | None:
     """[start, end) of the run of tables (newest first, by size) to merge next, or None."""
     n = len(sizes)
     for start in range(n - min_width + 1):
         lo = hi = sizes[start]
         j = start + 1
-        while j < n:
+        while j < n and j - start < max_width:
             nlo, nhi = min(lo, sizes[j]), max(hi, sizes[j])
             if nhi > ratio * max(nlo, 1):
                 break
@@ -45,7 +48,7 @@ def pick_run(sizes: Sequence[int], min_width: int = MIN_MERGE_WIDTH,
         if j - start >= min_width:
             return (start, j)
     if n > max_tables:
-        return (0, n - max_tables + 1) if n - max_tables + 1 >= 2 else (0, 2)
+        return (0, min(max_width, max(2, n - max_tables + 1)))
     return None
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from typing import Protocol
 
 
@@ -196,3 +197,9 @@ def enospc(path: str) -> OSError:
 
 def eio(path: str) -> OSError:
     return OSError(errno.EIO, os.strerror(errno.EIO), path)
+
+
+def wall_clock_ms() -> int:
+    """The engine's default ``now_ms``: Unix time in milliseconds. (The clock is an OS call too,
+    so it lives at the seam; tests pass their own.)"""
+    return time.time_ns() // 1_000_000

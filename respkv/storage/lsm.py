@@ -34,7 +34,6 @@ import itertools
 from bisect import bisect_left, bisect_right
 import logging
 import threading
-import time
 import zlib
 from collections.abc import Callable, Iterator
 
@@ -65,7 +64,7 @@ from respkv.storage.format import (
     parse_file_name,
     table_name,
 )
-from respkv.storage.fs import FileSystem, OSFileSystem
+from respkv.storage.fs import FileSystem, OSFileSystem, wall_clock_ms
 from respkv.storage.manifest import (
     ManifestState,
     ManifestWriter,
@@ -106,22 +105,19 @@ _unpack_entry = ENTRY_HEADER.unpack_from
 _new_tuple = tuple.__new__
 
 
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class _State:
     """What the read path sees besides the active memtable. Immutable; swapped whole."""
 
-    __slots__ = ("frozen", "tables", "probes")
+    __slots__ = ("frozen", "tables", "probes", "any_range_tombstones")
 
     def __init__(self, frozen: tuple[Memtable, ...], tables: tuple[TableReader, ...]) -> None:
         self.frozen = frozen  # newest first
         self.tables = tables  # newest first (disjoint seq ranges, descending)
-        # per table, what get() needs, unpacked in one step
-        self.probes = tuple((t, t.range_tombstones, t.smallest, t.largest, t.bloom_m,
-                             t.bloom_bits, t.bloom_rest, t.first_keys, t.cache_base)
-                            for t in tables)
+        # the inlined probe in get() assumes no range tombstones and k >= 2 hash probes
+        self.any_range_tombstones = any(t.range_tombstones or t.bloom.k < 2 for t in tables)
+        # per table with entries, what get() needs, unpacked in one step
+        self.probes = tuple((t, t.smallest, t.largest, t.bloom_m, t.bloom_bits, t.bloom_rest,
+                             t.first_keys, t.cache_base) for t in tables if not t.empty)
 
 
 def _sorted_tables(tables: list[TableReader] | tuple[TableReader, ...]) -> tuple[TableReader, ...]:
@@ -138,7 +134,7 @@ class LSMEngine:
         path: str,
         *,
         fs: FileSystem | None = None,
-        now_ms: Callable[[], int] = _wall_clock_ms,
+        now_ms: Callable[[], int] = wall_clock_ms,
         memtable_bytes: int = DEFAULT_MEMTABLE_BYTES,
         block_cache_bytes: int = DEFAULT_BLOCK_CACHE_BYTES,
         skip_corrupt: bool = False,
@@ -491,29 +487,30 @@ class LSMEngine:
                 return e[1]
             if m.rts and covered(m.rts, key):
                 return None
-        tables = st.tables
-        if not tables:
-            return None
+        if st.any_range_tombstones:
+            return self._get_from_tables_with_range_deletes(st.tables, key)
         h = key_hash(key)
         h1 = h & MASK64
         h2 = h >> 64
         cache_d = self._cache_d
         neg = 0
-        for t, rts, smallest, largest, m, bits, rest, first_keys, base in st.probes:
-            if rts:
-                r = self._get_from_table_with_range_deletes(t, key, h)
-                if r is MISSING:
-                    continue
-                self._bloom_negatives += neg
-                return r  # type: ignore[return-value]
+        for t, smallest, largest, m, bits, rest, first_keys, base in st.probes:
             if key < smallest or key > largest:
                 continue
+            # Bloom probes (h1 + i*h2) mod m, i = 0..k-1, computed incrementally; the first two
+            # are unrolled since most negatives stop there.
             a = h1 % m
             if not bits[a]:
                 neg += 1
                 continue
             b = h2 % m
-            for _ in rest:  # the remaining k-1 probes
+            a += b
+            if a >= m:
+                a -= m
+            if not bits[a]:
+                neg += 1
+                continue
+            for _ in rest:  # the remaining k-2 probes
                 a += b
                 if a >= m:
                     a -= m
@@ -552,6 +549,30 @@ class LSMEngine:
                 return _new_tuple(Record, (data[p + ml : p + ml + vl], tm, data[p : p + ml]))
             self._bloom_false_positives += 1
         self._bloom_negatives += neg
+        return None
+
+    def _get_from_tables_with_range_deletes(self, tables: tuple[TableReader, ...],
+                                            key: bytes) -> Record | None:
+        """get() over tables when some table holds range tombstones (rare: after FLUSHDB)."""
+        h = key_hash(key)
+        cache = self._cache
+        for t in tables:
+            if t.range_tombstones:
+                r = self._get_from_table_with_range_deletes(t, key, h)
+                if r is MISSING:
+                    continue
+                return r  # type: ignore[return-value]
+            if t.empty or key < t.smallest or key > t.largest:
+                continue
+            if not t.bloom.may_contain_hash(h):
+                self._bloom_negatives += 1
+                continue
+            r = t.get(key, cache)
+            if r is MISSING:
+                self._bloom_false_positives += 1
+                continue
+            self._bloom_true_positives += 1
+            return r  # type: ignore[return-value]
         return None
 
     def _get_from_table_with_range_deletes(self, t: TableReader, key: bytes, h: int) -> object:
@@ -714,15 +735,22 @@ class LSMEngine:
         fs = self._fs
         path = fs.join(self._dir, table_name(number))
         f = fs.create(path)
-        b = TableBuilder(f, expected, self._bits_per_key)
-        b.add_entries(entries)
-        for rt in rts:
-            b.add_range_tombstone(rt)
-        if b.entries == 0 and not rts:
+        try:
+            b = TableBuilder(f, expected, self._bits_per_key)
+            b.add_entries(entries)
+            for rt in rts:
+                b.add_range_tombstone(rt)
+            if b.entries == 0 and not rts:
+                f.close()
+                fs.unlink(path)
+                return None, None
+            size, props = b.finish()
+        except OSError:
+            # e.g. ENOSPC: drop the partial table; the memtable or inputs stay as they were and
+            # the work can be retried (a crash instead leaves an orphan that open() deletes)
             f.close()
             fs.unlink(path)
-            return None, None
-        size, props = b.finish()
+            raise
         self._table_bytes_written += size
         meta = TableMeta(number, size, props.min_seq, props.max_seq, props.entries, level,
                          props.smallest, props.largest)

@@ -18,6 +18,7 @@ passes it in.
 from __future__ import annotations
 
 import struct
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -389,8 +390,8 @@ class TableReader:
         (n,) = INDEX_COUNT.unpack_from(ix, 0)
         o = INDEX_COUNT.size
         keys: list[bytes] = []
-        offs: list[int] = []
-        lens: list[int] = []
+        offs = array("Q")  # compact: a table of N GB holds ~N * 256k blocks
+        lens = array("I")
         for _ in range(n):
             boff, blen, kl = INDEX_ENTRY.unpack_from(ix, o)
             o += INDEX_ENTRY.size
@@ -411,7 +412,7 @@ class TableReader:
         # unpacked for the engine's inlined probe loop
         self.bloom_bits = self.bloom.bits
         self.bloom_m = self.bloom.m
-        self.bloom_rest = range(self.bloom.k - 1)
+        self.bloom_rest = range(max(0, self.bloom.k - 2))  # probes after the first two
         # range deletions
         r = self.read_raw(r_off, r_len)
         (rn,) = RDEL_COUNT.unpack_from(r, 0)

@@ -289,3 +289,21 @@ def test_real_file_system(tmp_path: object) -> None:
     assert e.get(b"k00010") is None and e.get(b"k02999") == Record(b"v2999")
     assert len(list(e.scan())) == 2999
     e.close()
+
+
+def test_enospc_during_flush_leaves_no_partial_table_and_can_retry(fs: FaultFileSystem) -> None:
+    e = open_engine(fs, memtable_bytes=4000, inline_background=False, max_frozen=100)
+    for i in range(40):
+        e.put(b"k%02d" % i, b"v" * 300)
+    assert e.stats()["frozen_memtables"] >= 2
+    e.sync()
+    fs.space_left = 500
+    with pytest.raises(OSError):
+        e.do_flush()
+    assert _tables(fs) == []
+    fs.space_left = None
+    while e.do_flush():
+        pass
+    assert len(list(e.scan())) == 40 and _tables(fs)
+    e.close()
+    assert len(list(open_engine(fs).scan())) == 40

@@ -217,6 +217,7 @@ def test_pick_run_size_tiered() -> None:
     assert pick_run([10, 10, 10, 10, 40]) == (0, 4)
     assert pick_run([5, 40, 40, 41, 39, 1000]) == (1, 5)
     assert pick_run([1, 100, 1, 100, 1, 100, 1, 100, 1, 100, 1, 100, 1]) == (0, 2)
+    assert pick_run([10] * 20) == (0, 8)  # bounded merge width
 
 
 def test_merge_drops_shadowed_tombstones_and_expired_only_at_bottom() -> None:
@@ -286,3 +287,25 @@ def test_faultfs_tears_unsynced_tail_and_injects_faults() -> None:
         g.sync()
     with pytest.raises(SimulatedCrash):
         fs.create("/d/h")
+
+
+def test_only_the_fs_seam_touches_the_os() -> None:
+    """Every OS call goes through respkv/storage/fs.py; no other storage module imports os,
+    time, random, socket or trio (faultfs takes its randomness as an argument)."""
+    import ast
+    import pathlib
+
+    import respkv.storage as pkg
+
+    forbidden = {"os", "time", "random", "socket", "trio", "io", "shutil", "tempfile", "mmap"}
+    for path in pathlib.Path(pkg.__file__).parent.glob("*.py"):
+        if path.name == "fs.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module.split(".")[0]]
+            assert not forbidden & set(names), (path.name, names)
