@@ -166,8 +166,12 @@ class ServerState:
         clock_ms: Callable[[], int],
         *,
         run_id: str = "0" * 40,
+        rng: Any = None,
     ) -> None:
         self.config = config
+        # Randomness for RANDOMKEY and the like: any object with .random() and .randrange(n);
+        # the node passes a random.Random(), tests a seeded one; None means "first choice".
+        self.rng = rng
         self.engine = engine
         self.clock_ms = clock_ms
         self.run_id = run_id

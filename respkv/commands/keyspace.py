@@ -9,21 +9,43 @@ Contract:
   that nobody touches, walking the keys that have a TTL in bounded steps.
 * The clock is the server's ``clock_ms`` callable, passed in; nothing here reads the time.
 * Values are strings (bytes); TYPE answers "string" or "none".
+* SCAN cursors are opaque 64-bit integers (see ``scan_page``) carrying the first six bytes of the
+  next key to return and a 16-bit tag. When those six bytes already sort after the last key
+  returned the tag is 0 and the cursor is stateless: the scan resumes at them. Otherwise (a page
+  ending inside a run of keys sharing six bytes) a bounded registry maps the tagged cursor to the
+  exact key to resume after; a cursor the registry has forgotten resumes at its six bytes, at or
+  before its place. Either way keys present for the whole scan are never skipped (some may come
+  twice, which SCAN allows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import islice
 
 from respkv.storage.api import Engine, Record
+
+SCAN_CURSORS_KEPT = 4096
+"""How many SCAN cursors each database remembers exactly (oldest forgotten first)."""
 
 
 def db_prefix(db: int) -> bytes:
     return db.to_bytes(2, "big")
 
 
+def key_successor(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix`` (None: no such key)."""
+    p = prefix.rstrip(b"\xff")
+    if not p:
+        return None
+    return p[:-1] + bytes((p[-1] + 1,))
+
+
 class Keyspace:
-    __slots__ = ("engine", "db", "prefix", "clock_ms", "_expires", "_expire_cursor", "stats")
+    __slots__ = (
+        "engine", "db", "prefix", "clock_ms", "_expires", "_expire_cursor", "stats",
+        "_scan_cursors", "_scan_tag",
+    )
 
     def __init__(self, engine: Engine, db: int, clock_ms: Callable[[], int]) -> None:
         self.engine = engine
@@ -35,6 +57,8 @@ class Keyspace:
         self._expires: dict[bytes, int] = {}
         self._expire_cursor: list[bytes] = []
         self.stats = {"expired_keys": 0, "keyspace_hits": 0, "keyspace_misses": 0}
+        self._scan_cursors: dict[int, bytes] = {}  # cursor -> key to resume after (insertion order)
+        self._scan_tag = 0
 
     # -- point access (the hot path) ------------------------------------------------------------
     def get(self, key: bytes) -> Record | None:
@@ -67,17 +91,43 @@ class Keyspace:
     def exists(self, key: bytes) -> bool:
         return self.get(key) is not None
 
+    def discard(self, key: bytes) -> None:
+        """Delete ``key``, which the caller has just seen live (no second read)."""
+        self.engine.delete(self.prefix + key)
+        self._expires.pop(key, None)
+
+    def set_many(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        """Write every (key, value), without TTL, as one atomic batch (MSET)."""
+        p = self.prefix
+        self.engine.write_batch([(p + k, Record(v)) for k, v in pairs])
+        expires = self._expires
+        if expires:
+            for k, _ in pairs:
+                expires.pop(k, None)
+
+    def rename(self, src: bytes, dst: bytes, rec: Record) -> None:
+        """Move ``src`` (whose live record is ``rec``) to ``dst``, value and TTL, atomically."""
+        p = self.prefix
+        self.engine.write_batch([(p + dst, Record(rec.value, rec.expire_at_ms)), (p + src, None)])
+        self._expires.pop(src, None)
+        if rec.expire_at_ms:
+            self._expires[dst] = rec.expire_at_ms
+        else:
+            self._expires.pop(dst, None)
+
     def _expire(self, key: bytes) -> None:
         self.engine.delete(self.prefix + key)
         self._expires.pop(key, None)
         self.stats["expired_keys"] += 1
 
     # -- whole-database operations --------------------------------------------------------------
-    def items(self, start: bytes = b"") -> Iterator[tuple[bytes, Record]]:
-        """Live (unexpired) keys in key order, from ``start`` (a user key) on."""
+    def items(
+        self, start: bytes = b"", stop: bytes | None = None
+    ) -> Iterator[tuple[bytes, Record]]:
+        """Live (unexpired) keys in key order, from ``start`` (a user key) on, before ``stop``."""
         now = self.clock_ms()
         plen = len(self.prefix)
-        end = db_prefix(self.db + 1)
+        end = db_prefix(self.db + 1) if stop is None else self.prefix + stop
         for skey, rec in self.engine.scan(self.prefix + start, end):
             if rec.expire_at_ms and rec.expire_at_ms <= now:
                 continue
@@ -98,6 +148,56 @@ class Keyspace:
         self.engine.delete_range(self.prefix, db_prefix(self.db + 1))
         self._expires.clear()
         self._expire_cursor = []
+
+    # -- SCAN cursors ---------------------------------------------------------------------------
+    def scan_page(self, cursor: int, count: int, prefix: bytes = b"") -> tuple[int, list[bytes]]:
+        """One SCAN step: up to ``count`` live keys starting with ``prefix``, in key order, from
+        the place ``cursor`` stands for (0: the beginning), and the cursor of the next step
+        (0 when the scan is complete).
+
+        Guarantee (Redis's): a key present from the first step to the last is returned by some
+        step, whatever was written in between and whatever cursor registry evictions happened.
+        """
+        start = self._scan_start(cursor)
+        stop = None
+        if prefix:
+            stop = key_successor(prefix)
+            if start < prefix:
+                start = prefix
+        page = [k for k, _ in islice(self.items(start, stop), count + 1)]
+        if len(page) <= count:
+            return 0, page
+        following = page.pop()
+        return self._scan_cursor(page[-1], following), page
+
+    def _scan_start(self, cursor: int) -> bytes:
+        if cursor == 0:
+            return b""
+        after = self._scan_cursors.get(cursor)
+        if after is not None:
+            return after + b"\x00"  # the smallest key greater than ``after``
+        # Stateless, forgotten or never handed out: resume at the six key bytes the cursor
+        # carries, which sort at or before the next key to return.
+        return ((cursor >> 16) & ((1 << 48) - 1)).to_bytes(6, "big").rstrip(b"\x00")
+
+    def _scan_cursor(self, last: bytes, following: bytes) -> int:
+        """The cursor of a page that ended with ``last``; ``following`` is the next live key."""
+        start = following[:6].rstrip(b"\x00")
+        high = int.from_bytes(start.ljust(6, b"\x00"), "big") << 16
+        if start > last:
+            return high  # tag 0: resuming at ``start`` neither skips nor repeats
+        cursors = self._scan_cursors
+        for _ in range(65535):
+            self._scan_tag = self._scan_tag % 65535 + 1  # 1..65535: a cursor is never 0
+            cursor = high | self._scan_tag
+            if cursor not in cursors:
+                break
+        else:
+            cursors.pop(cursor)
+        cursors[cursor] = last
+        if len(cursors) > SCAN_CURSORS_KEPT:
+            del cursors[next(iter(cursors))]
+        return cursor
 
     def note_ttl(self, key: bytes, expire_at_ms: int) -> None:
         """Record that ``key`` carries a TTL (used when recovering state from the engine)."""
