@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import random
 import signal
 import socket
 import time
@@ -136,7 +137,9 @@ class Node:
         self.clock_ms = clock_ms
         self.perf_ns = perf_ns
         self.engine = engine if engine is not None else open_engine(config, clock_ms)
-        self.state = ServerState(config, self.engine, clock_ms, run_id=os.urandom(20).hex())
+        self.state = ServerState(
+            config, self.engine, clock_ms, run_id=os.urandom(20).hex(), rng=random.Random()
+        )
         self.state.info_providers["persistence"] = self._persistence_info
         self.commit = GroupCommit(self.engine)
         self.port: int | None = None
