@@ -14,6 +14,7 @@ and carried out by the node layer.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from respkv.commands.keyspace import Keyspace
 from respkv.config import Config
 from respkv.protocol.resp import ErrorReply
 from respkv.storage.api import Engine
+
+log = logging.getLogger("respkv.commands")
 
 Handler = Callable[["Client", list[bytes]], Any]
 
@@ -220,8 +223,14 @@ class ServerState:
 
 
 def _unknown_command(args: list[bytes]) -> CommandError:
-    shown = "".join("'%s' " % a.decode("utf-8", "replace")[:128] for a in args[1:20])
-    return CommandError(E.UNKNOWN_COMMAND % (args[0].decode("utf-8", "replace")[:128], shown))
+    # redis-server: arguments appended while the list is shorter than 128 bytes, each cut to
+    # what is left of the 128.
+    shown = ""
+    for a in args[1:]:
+        if len(shown) >= 128:
+            break
+        shown += "'%s' " % E.arg_text(a, 128 - len(shown))
+    return CommandError(E.UNKNOWN_COMMAND % (E.arg_text(args[0]), shown))
 
 
 def dispatch(table: CommandTable, client: Client, args: list[bytes]) -> Any:
@@ -250,6 +259,12 @@ def execute(spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
         return spec.handler(client, args)
     except ErrorReply as e:
         return e
+    except Exception:
+        # A bug in one handler must not take the connection or the node down: the client gets
+        # an error, the server log gets the traceback.
+        log.exception("event=command_failed command=%s", spec.name)
+        client.server.stats["internal_errors"] = client.server.stats.get("internal_errors", 0) + 1
+        return CommandError(E.INTERNAL % spec.name)
 
 
 # -- argument helpers shared by the command modules ---------------------------------------------

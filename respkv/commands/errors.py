@@ -13,6 +13,12 @@ class CommandError(ErrorReply):
     """Raised by a handler; the dispatcher turns it into the error reply."""
 
 
+def arg_text(arg: bytes, limit: int = 128) -> str:
+    """A client argument as redis-server prints it in an error (``%.128s``): cut at the first
+    NUL and at ``limit`` bytes, bytes kept as they are (latin-1 round-trips them exactly)."""
+    return arg.split(b"\0", 1)[0][:limit].decode("latin-1")
+
+
 WRONG_ARGS = "ERR wrong number of arguments for '%s' command"
 UNKNOWN_COMMAND = "ERR unknown command '%s', with args beginning with: %s"
 UNKNOWN_SUBCOMMAND = "ERR unknown subcommand '%s'. Try %s HELP."
@@ -58,4 +64,32 @@ PROTECTED_MODE = (
     "one of the above things in order for the server to start accepting connections from the "
     "outside."
 )
+INTERNAL = "ERR internal error while running '%s' (the server logged it)"
 MULTI_UNSUPPORTED = "ERR %s is not supported by respkv: %s"
+
+# -- server and client commands (respkv/commands/server.py, client.py) --------------------------
+SUBCOMMAND_SYNTAX = "ERR unknown subcommand or wrong number of arguments for '%s'. Try %s HELP."
+GETKEYS_INVALID_COMMAND = "ERR Invalid command specified"
+GETKEYS_INVALID_ARGS = "ERR Invalid number of arguments specified for command"
+GETKEYS_NO_KEYS = "ERR The command has no key arguments"
+NO_CONFIG_FILE = "ERR The server is running without a config file"
+CONFIG_FIXED_BY_RESPKV = "respkv does not support changing this parameter"
+SLOWLOG_COUNT = "ERR count should be greater than or equal to -1"
+NO_SHUTDOWN_IN_PROGRESS = "ERR No shutdown in progress."
+NO_SNAPSHOT = (
+    "ERR %s is not supported by respkv: there are no snapshots; every acknowledged write is "
+    "already in the commit log (see appendfsync)"
+)
+UNKNOWN_CLIENT_TYPE = "ERR Unknown client type '%s'"
+INVALID_CLIENT_ID = "ERR Invalid client ID"
+CLIENT_ID_POSITIVE = "ERR client-id should be greater than 0"
+NO_SUCH_USER = "ERR No such user '%s'"
+UNRECOGNIZED_OPTION = "ERR Unrecognized option '%s'"
+CLIENT_ATTR_SPACES = "ERR %s cannot contain spaces, newlines or special characters."
+PAUSE_TIMEOUT = "ERR timeout is not an integer or out of range"
+PAUSE_TIMEOUT_NEGATIVE = "ERR timeout is negative"
+UNBLOCK_REASON = "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
+CACHING_WITHOUT_TRACKING = (
+    "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or "
+    "OPTOUT mode enabled"
+)

@@ -419,7 +419,11 @@ def encode(value: object, resp3: bool, out: bytearray) -> None:
         out += b"+" + value.encode() + b"\r\n"  # type: ignore[attr-defined]
     elif isinstance(value, ErrorReply):
         msg = str(value).replace("\r", " ").replace("\n", " ")
-        out += b"-" + msg.encode() + b"\r\n"
+        try:
+            raw = msg.encode("latin-1")  # client bytes echoed in errors are kept as latin-1
+        except UnicodeEncodeError:
+            raw = msg.encode("utf-8", "replace")
+        out += b"-" + raw + b"\r\n"
     elif t is dict:
         d: dict = value  # type: ignore[assignment]
         out += (b"%%%d\r\n" % len(d)) if resp3 else (b"*%d\r\n" % (2 * len(d)))
