@@ -9,8 +9,6 @@ bit (i mod 8), most significant first, of byte i // 8: bitarray's big-endian ord
 
 from __future__ import annotations
 
-import math
-
 import xxhash
 from bitarray import bitarray
 
@@ -21,7 +19,10 @@ key_hash = xxhash.xxh3_128_intdigest
 
 
 def num_probes(bits_per_key: int) -> int:
-    return max(1, min(30, round(bits_per_key * math.log(2))))
+    """k = half the bits per key (5 at 10 bits/key), not the FP-optimal bits*ln 2 (7): the
+    false-positive rate barely moves (0.94% vs 0.82% at 10 bits/key) and every positive lookup
+    saves two probes, which in Python are most of a filter check's cost."""
+    return max(2, min(30, round(bits_per_key * 0.5)))
 
 
 class BloomBuilder:
