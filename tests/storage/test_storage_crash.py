@@ -143,7 +143,29 @@ def op_workload(e: LSMEngine, fs: FaultFileSystem, clock: Clock, t: Tracker) -> 
             e.do_background_work()
 
 
+def setup_inline(fs: FaultFileSystem, clock: Clock, t: Tracker) -> LSMEngine:
+    e = open_engine(fs, clock, inline_background=True, memtable_bytes=2500,
+                    tombstone_grace_ms=GRACE)
+    e.sync()
+    t.sync()
+    return e
+
+
+def op_inline(e: LSMEngine, fs: FaultFileSystem, clock: Clock, t: Tracker) -> None:
+    """Writes whose puts run flushes and compactions inline (several of each)."""
+    rng = random.Random(11)
+    for i in range(20):
+        _fill(e, t, rng, 10)
+        if i % 2:
+            e.sync()
+            t.sync()
+        if i == 10:
+            clock.t += 10 * GRACE
+    assert e.stats()["compactions"] >= 1
+
+
 SCENARIOS: dict[str, tuple[Setup, Op]] = {
+    "inline flush+compaction": (setup_inline, op_inline),
     "flush": (setup_flush, op_flush),
     "compaction": (setup_compaction, op_compaction),
     "recovery": (setup_recovery, op_recovery),

@@ -179,6 +179,6 @@ class LSMModel(RuleBasedStateMachine):
 
 
 LSMModel.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=60, deadline=None,
+    max_examples=250, stateful_step_count=60, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestLSMModel = LSMModel.TestCase
