@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from respkv.config import SETTINGS, Config, ConfigError, load_toml
+from respkv.config import SETTINGS, Config, ConfigError, load_toml, sample_toml
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -81,6 +81,22 @@ def cmd_server(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_sample(ns: argparse.Namespace) -> int:
+    sys.stdout.write(sample_toml())
+    return 0
+
+
+def cmd_config_check(ns: argparse.Namespace) -> int:
+    """Exit 0 and print OK, or exit 2 with the same message start-up would stop with."""
+    try:
+        load_toml(ns.file)
+    except ConfigError as e:
+        print(f"respkv: configuration error: {e}", file=sys.stderr)
+        return 2
+    print(f"{ns.file}: OK")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="respkv", description="respkv: a Dynamo-style "
                                      "key-value store that speaks the Redis protocol")
@@ -89,6 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", help="TOML config file (conf/respkv.toml documents every key)")
     add_setting_flags(p)
     p.set_defaults(func=cmd_server)
+    p = sub.add_parser("config", help="the configuration file")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    c = csub.add_parser("sample", help="print conf/respkv.toml: every setting, documented")
+    c.set_defaults(func=cmd_config_sample)
+    c = csub.add_parser("check", help="validate a TOML config file (exit 2 on a bad key or value)")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_config_check)
     ns = parser.parse_args(argv)
     return int(ns.func(ns))
 

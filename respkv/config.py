@@ -8,6 +8,7 @@ raises ``ConfigError`` naming the key and why, so start-up stops with a clear me
 
 from __future__ import annotations
 
+import textwrap
 import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -77,6 +78,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("slowlog_max_len", int, 128, "entries", "Slow log length.", minimum=0),
     Setting("loglevel", str, "notice", "", "Log level: debug, verbose, notice, warning.",
             runtime=True, choices=("debug", "verbose", "notice", "warning")),
+    Setting("metrics_port", int, 0, "port", "Port of the Prometheus text endpoint (GET /metrics, "
+            "on the bind address; 0: off).", minimum=0, maximum=65535),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 SETTINGS_BY_REDIS_NAME = {s.redis_name: s for s in SETTINGS}
@@ -105,6 +108,7 @@ class Config:
     slowlog_log_slower_than: int = 10000
     slowlog_max_len: int = 128
     loglevel: str = "notice"
+    metrics_port: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def set(self, key: str, value: Any) -> None:
@@ -142,15 +146,19 @@ def coerce(setting: Setting, value: Any) -> Any:
         if not isinstance(value, int):
             raise ConfigError(f"'{key}' must be an integer, got {value!r}")
         if setting.minimum is not None and value < setting.minimum:
-            raise ConfigError(f"'{key}' must be >= {setting.minimum:g}, got {value}")
+            raise ConfigError(f"'{key}' must be >= {_num(setting.minimum)}, got {value}")
         if setting.maximum is not None and value > setting.maximum:
-            raise ConfigError(f"'{key}' must be <= {setting.maximum:g}, got {value}")
+            raise ConfigError(f"'{key}' must be <= {_num(setting.maximum)}, got {value}")
         return value
     if not isinstance(value, str):
         raise ConfigError(f"'{key}' must be a string, got {value!r}")
     if setting.choices and value.lower() not in setting.choices:
         raise ConfigError(f"'{key}' must be one of {', '.join(setting.choices)}, got {value!r}")
     return value.lower() if setting.choices else value
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 _UNITS = {"k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
@@ -193,3 +201,63 @@ def apply_mapping(config: Config, data: dict[str, Any], source: str = "config") 
 
 def config_field_names() -> list[str]:
     return [f.name for f in fields(Config) if f.name != "extra"]
+
+
+# -- conf/respkv.toml ----------------------------------------------------------------------------
+
+SAMPLE_VALUES: dict[str, Any] = {"dir": "/var/lib/respkv"}
+"""Where conf/respkv.toml (the file systemd/respkv.service reads as /etc/respkv/respkv.toml)
+departs from the defaults: the packaged layout keeps data in /var/lib/respkv."""
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _describe_default(s: Setting) -> str:
+    text = toml_value(s.default)
+    if s.unit == "bytes" and s.default:
+        for suffix, size in (("gb", 1024**3), ("mb", 1024**2), ("kb", 1024)):
+            if s.default % size == 0:
+                return f"{text} ({s.default // size}{suffix})"
+    return text
+
+
+def sample_toml(values: dict[str, Any] | None = None) -> str:
+    """conf/respkv.toml, generated from SETTINGS (``respkv config sample``): every key with its
+    meaning, unit, default, limits and whether CONFIG SET may change it at runtime."""
+    values = SAMPLE_VALUES if values is None else values
+    out = [
+        "# respkv configuration (TOML), read by `respkv server --config FILE`.",
+        "#",
+        "# GENERATED from SETTINGS in respkv/config.py by `respkv config sample`: do not edit the",
+        "# copy in the repository by hand, change the table and regenerate. Every key is optional;",
+        "# the value written is the default unless noted. A command-line flag",
+        "# (`respkv server --some-key VALUE`) overrides the file. An unknown key or a bad value",
+        "# stops start-up with a message naming the key; `respkv config check FILE` checks a file.",
+        "# Sizes in bytes also accept strings with a unit, as redis.conf does: \"64mb\", \"1gb\".",
+    ]
+    for s in SETTINGS:
+        out.append("")
+        out += textwrap.wrap(s.doc, 98, initial_indent="# ", subsequent_indent="# ")
+        facts = []
+        if s.unit:
+            facts.append(f"unit: {s.unit}")
+        if s.choices:
+            facts.append("one of: " + ", ".join(s.choices))
+        if s.minimum is not None:
+            facts.append(f"min: {_num(s.minimum)}")
+        if s.maximum is not None:
+            facts.append(f"max: {_num(s.maximum)}")
+        facts.append(f"default: {_describe_default(s)}")
+        facts.append("CONFIG SET: yes" if s.runtime else "CONFIG SET: no (restart)")
+        out += textwrap.wrap("; ".join(facts), 98, initial_indent="# ", subsequent_indent="#   ")
+        value = values.get(s.key, s.default)
+        if value != s.default:
+            out.append("# (packaged value, differs from the default)")
+        out.append(f"{s.key} = {toml_value(coerce(s, value))}")
+    return "\n".join(out) + "\n"
