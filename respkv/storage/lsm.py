@@ -17,6 +17,14 @@ Threads and ownership
 * ``_write_lock`` orders writes into the current log file (a short write(2)); ``_sync_lock``
   serializes fsyncs of log files and their deletion; ``_manifest_lock`` serializes manifest edits.
 
+API beyond ``respkv.storage.api.Engine``
+----------------------------------------
+``LSMEngine.open(path, *, fs, now_ms, memtable_bytes, block_cache_bytes, skip_corrupt,
+inline_background, tombstone_grace_ms, bloom_bits_per_key, max_frozen)``;
+``do_flush()`` / ``do_compaction()`` (the two halves of ``do_background_work()``, safe to run in
+two workers at once); ``flush()`` (freeze and flush everything now) and
+``compact(full=True, newest=None)`` for tests, benches and operators.
+
 Durability
 ----------
 A mutation is durable once a ``sync()`` that started after it returns (it returns the highest
