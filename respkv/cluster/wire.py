@@ -244,12 +244,13 @@ def _valid_node_id(raw: bytes) -> bool:
 
 
 def transcript(
-    role: bytes, acceptor_id: bytes, nonce_a: bytes, initiator_id: bytes, nonce_i: bytes,
-    initiator_addr: bytes,
+    role: bytes, acceptor_id: bytes, acceptor_dc: bytes, nonce_a: bytes, initiator_id: bytes,
+    initiator_dc: bytes, nonce_i: bytes, initiator_addr: bytes,
 ) -> bytes:
     out = bytearray(_TRANSCRIPT_LABEL)
     out += role
-    for f in (acceptor_id, nonce_a, initiator_id, nonce_i, initiator_addr):
+    for f in (acceptor_id, acceptor_dc, nonce_a, initiator_id, initiator_dc, nonce_i,
+              initiator_addr):
         put_bytes(out, f)
     return bytes(out)
 
@@ -266,34 +267,37 @@ def _check_nonce(nonce: bytes) -> None:
 class Acceptor:
     """The accepting side. ``greeting()`` -> bytes to send first; then feed the first frame the
     peer sends to ``on_auth(frame)``: it returns the WELCOME bytes and sets ``peer_id`` /
-    ``peer_addr``, or raises :class:`HandshakeError` whose ``reply`` is the DENIED frame."""
+    ``peer_dc`` / ``peer_addr``, or raises :class:`HandshakeError` whose ``reply`` is the DENIED frame."""
 
-    def __init__(self, secret: bytes, node_id: str, nonce: bytes) -> None:
+    def __init__(self, secret: bytes, node_id: str, nonce: bytes, dc: str = "dc1") -> None:
         _check_nonce(nonce)
         self.secret = check_secret(secret)
         self.node_id = node_id.encode()
+        self.dc = dc.encode()
         self.nonce = nonce
         self.peer_id: str | None = None
+        self.peer_dc = ""
         self.peer_addr = ""
 
     def greeting(self) -> bytes:
-        return encode_frame([GREETING, WIRE_VERSION, self.node_id, self.nonce])
+        return encode_frame([GREETING, WIRE_VERSION, self.node_id, self.dc, self.nonce])
 
     def on_auth(self, frame: list[bytes]) -> bytes:
         denied = encode_frame([b"DENIED", DENIED_REASON])
-        if len(frame) != 5 or frame[0] != b"AUTH":
+        if len(frame) != 6 or frame[0] != b"AUTH":
             raise HandshakeError("expected AUTH", denied)
-        _, peer_id, nonce_i, addr, mac_i = frame
-        if not _valid_node_id(peer_id):
+        _, peer_id, peer_dc, nonce_i, addr, mac_i = frame
+        if not _valid_node_id(peer_id) or not _valid_node_id(peer_dc):
             raise HandshakeError("bad node id", denied)
         if peer_id == self.node_id:
             raise HandshakeError("peer claims our own node id", denied)
         if not MIN_NONCE_BYTES <= len(nonce_i) <= MAX_NONCE_BYTES or nonce_i == self.nonce:
             raise HandshakeError("bad or reflected nonce", denied)
-        fields = (self.node_id, self.nonce, peer_id, nonce_i, addr)
+        fields = (self.node_id, self.dc, self.nonce, peer_id, peer_dc, nonce_i, addr)
         if not hmac.compare_digest(mac(self.secret, b"I", *fields), mac_i):
             raise HandshakeError(f"wrong MAC from node {peer_id.decode()!r}", denied)
         self.peer_id = peer_id.decode()
+        self.peer_dc = peer_dc.decode()
         try:
             self.peer_addr = addr.decode("ascii")
         except UnicodeDecodeError:
@@ -307,33 +311,41 @@ class SelfConnection(HandshakeError):
 
 class Initiator:
     """The connecting side. ``on_greeting(frame)`` -> the AUTH bytes to send (sets
-    ``peer_id``); ``on_welcome(frame)`` checks the acceptor's proof. Both raise
+    ``peer_id`` and ``peer_dc``); ``on_welcome(frame)`` checks the acceptor's proof. Both raise
     :class:`HandshakeError` (reply empty: just close)."""
 
-    def __init__(self, secret: bytes, node_id: str, nonce: bytes, addr: str = "") -> None:
+    def __init__(
+        self, secret: bytes, node_id: str, nonce: bytes, addr: str = "", dc: str = "dc1"
+    ) -> None:
         _check_nonce(nonce)
         self.secret = check_secret(secret)
         self.node_id = node_id.encode()
+        self.dc = dc.encode()
         self.nonce = nonce
         self.addr = addr.encode("ascii")
         self.peer_id: str | None = None
+        self.peer_dc = ""
         self._fields: tuple[bytes, ...] | None = None
 
     def on_greeting(self, frame: list[bytes]) -> bytes:
-        if len(frame) != 4 or frame[0] != GREETING:
+        if len(frame) < 2 or frame[0] != GREETING:
             raise HandshakeError("not a respkv peer port")
         if frame[1] != WIRE_VERSION:
             raise HandshakeError(f"unsupported peer dialect version {frame[1][:8]!r}")
-        acceptor_id, nonce_a = frame[2], frame[3]
-        if not _valid_node_id(acceptor_id):
+        if len(frame) != 5:
+            raise HandshakeError("malformed greeting")
+        acceptor_id, acceptor_dc, nonce_a = frame[2], frame[3], frame[4]
+        if not _valid_node_id(acceptor_id) or not _valid_node_id(acceptor_dc):
             raise HandshakeError("bad acceptor node id")
         if acceptor_id == self.node_id:
             raise SelfConnection("dialled our own node")
         if not MIN_NONCE_BYTES <= len(nonce_a) <= MAX_NONCE_BYTES or nonce_a == self.nonce:
             raise HandshakeError("bad or reflected acceptor nonce")
-        self._fields = (acceptor_id, nonce_a, self.node_id, self.nonce, self.addr)
+        self._fields = (acceptor_id, acceptor_dc, nonce_a, self.node_id, self.dc, self.nonce,
+                        self.addr)
         self.peer_id = acceptor_id.decode()
-        return encode_frame([b"AUTH", self.node_id, self.nonce, self.addr,
+        self.peer_dc = acceptor_dc.decode()
+        return encode_frame([b"AUTH", self.node_id, self.dc, self.nonce, self.addr,
                              mac(self.secret, b"I", *self._fields)])
 
     def on_welcome(self, frame: list[bytes]) -> None:

@@ -108,11 +108,12 @@ def handshake(acc: Acceptor, ini: Initiator) -> None:
 
 
 def test_mutual_authentication_with_the_same_secret():
-    acc = Acceptor(SECRET, "node-a", NA)
-    ini = Initiator(SECRET.rstrip(), "node-i", NI, "127.0.0.1:16379")
+    acc = Acceptor(SECRET, "node-a", NA, dc="east")
+    ini = Initiator(SECRET.rstrip(), "node-i", NI, "127.0.0.1:16379", dc="west")
     handshake(acc, ini)
     assert acc.peer_id == "node-i" and acc.peer_addr == "127.0.0.1:16379"
-    assert ini.peer_id == "node-a"
+    assert acc.peer_dc == "west"
+    assert ini.peer_id == "node-a" and ini.peer_dc == "east"
 
 
 def test_the_secret_never_crosses_the_wire():
@@ -165,7 +166,7 @@ def test_replayed_or_reflected_proofs_fail():
     ini3 = Initiator(SECRET, "node-i", NI)
     auth3 = one(ini3.on_greeting(one(Acceptor(SECRET, "node-a", NA).greeting())))
     with pytest.raises(HandshakeError):
-        ini3.on_welcome([b"WELCOME", auth3[4]])
+        ini3.on_welcome([b"WELCOME", auth3[5]])
 
 
 def test_impersonating_the_acceptor_or_bad_frames_are_refused():
@@ -173,11 +174,12 @@ def test_impersonating_the_acceptor_or_bad_frames_are_refused():
     ini = Initiator(SECRET, "node-a", NI)
     with pytest.raises(SelfConnection):
         ini.on_greeting(one(acc.greeting()))
-    for bad in ([b"PING"], [b"AUTH", b"x y", NI, b"", b"m"], [b"AUTH", b"n", b"short", b"", b"m"]):
+    for bad in ([b"PING"], [b"AUTH", b"x y", b"dc1", NI, b"", b"m"],
+                [b"AUTH", b"n", b"dc1", b"short", b"", b"m"], [b"AUTH", b"n", b"", NI, b"", b"m"]):
         with pytest.raises(HandshakeError):
             Acceptor(SECRET, "node-a", NA).on_auth(bad)
     with pytest.raises(HandshakeError, match="version"):
-        Initiator(SECRET, "n", NI).on_greeting([wire.GREETING, b"2", b"node-a", NA])
+        Initiator(SECRET, "n", NI).on_greeting([wire.GREETING, b"2", b"node-a", b"dc1", NA])
     with pytest.raises(HandshakeError, match="not a respkv"):
         Initiator(SECRET, "n", NI).on_greeting([b"+OK"])
 
