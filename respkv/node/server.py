@@ -35,6 +35,7 @@ from respkv.commands import errors as E
 from respkv.commands.core import TABLE, Client, ServerState, execute
 from respkv.config import Config
 from respkv.node.streams import RawSocketStream
+from respkv.node.systemd import SystemdNotifier
 from respkv.protocol.resp import ErrorReply, ProtocolError, RequestParser, encode
 from respkv.storage.api import Engine
 
@@ -432,8 +433,10 @@ class Node:
 async def run_node(config: Config, *, on_ready: Callable[[int], None] | None = None) -> None:
     """Run a node until SIGTERM/SIGINT or SHUTDOWN; the process entry point's trio main."""
     node = Node(config)
+    notifier = SystemdNotifier.from_environment()
     async with trio.open_nursery() as nursery:
         port = await nursery.start(node.run)
+        notifier.ready(f"serving clients on {config.bind}:{port}")
         if on_ready is not None:
             on_ready(port)
 
@@ -446,4 +449,5 @@ async def run_node(config: Config, *, on_ready: Callable[[int], None] | None = N
 
         nursery.start_soon(watch_signals)
         await node._shutdown.wait()
+        notifier.stopping()
         nursery.cancel_scope.cancel()

@@ -1,0 +1,104 @@
+"""The notify protocol against a real `respkv server` process, and its structured logs.
+
+The test plays systemd: it binds an AF_UNIX datagram socket, starts the server with
+$NOTIFY_SOCKET naming it, and reads READY=1 once the port answers and STOPPING=1 after SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+
+import pytest
+
+from respkv.node.systemd import SystemdNotifier
+from respkv.testing.procs import ServerProcess, start_respkv
+
+
+def receive_fields(sock: socket.socket, timeout: float = 15.0) -> dict[str, str]:
+    sock.settimeout(timeout)  # a deadline, not a sleep: recv returns as soon as a message arrives
+    data = sock.recv(4096).decode()
+    return dict(line.split("=", 1) for line in data.split("\n") if line)
+
+
+def notify_socket(tmp_path, abstract: bool) -> tuple[socket.socket, str]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if abstract:
+        name = f"respkv-test-notify-{os.getpid()}-{id(s)}"
+        s.bind("\0" + name)
+        return s, "@" + name
+    path = str(tmp_path / "notify.sock")
+    s.bind(path)
+    return s, path
+
+
+def start_with_notify(address: str, *extra: str) -> ServerProcess:
+    return start_respkv(*extra, engine="memory", env={**os.environ, "NOTIFY_SOCKET": address})
+
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
+def test_ready_then_stopping_on_sigterm(tmp_path, abstract: bool) -> None:
+    sock, address = notify_socket(tmp_path, abstract)
+    with sock:
+        sp = start_with_notify(address)
+        try:
+            ready = receive_fields(sock)
+            assert ready["READY"] == "1"
+            assert ready["STATUS"] == f"serving clients on 127.0.0.1:{sp.port}"
+        finally:
+            code = sp.stop()
+        stopping = receive_fields(sock)
+        assert stopping["STOPPING"] == "1"
+        assert "STATUS" in stopping
+    assert code == 0
+
+
+def test_stopping_on_shutdown_command(tmp_path) -> None:
+    sock, address = notify_socket(tmp_path, abstract=False)
+    with sock:
+        sp = start_with_notify(address)
+        try:
+            assert receive_fields(sock)["READY"] == "1"
+            with socket.create_connection(("127.0.0.1", sp.port), timeout=10) as c:
+                c.sendall(b"SHUTDOWN NOSAVE\r\n")
+                assert c.recv(100) == b""  # no reply: the connection closes
+            assert receive_fields(sock)["STOPPING"] == "1"
+            assert sp.proc.wait(15) == 0
+        finally:
+            sp.stop()
+
+
+LINE = re.compile(r"^level=(debug|info|warning|error|critical) logger=respkv[\w.]* (\w+=\S+ ?)+$")
+
+
+def test_structured_logs_ready_and_shutdown() -> None:
+    sp = start_respkv(engine="memory")
+    try:
+        assert sp.stop() == 0
+        lines = sp.log().splitlines()
+    finally:
+        sp.kill()
+    assert any("event=ready" in ln and f"port={sp.port}" in ln for ln in lines), lines
+    assert any("event=shutdown signal=SIGTERM" in ln for ln in lines), lines
+    for ln in lines:
+        assert LINE.match(ln), ln
+
+
+def test_no_notify_socket_is_a_no_op() -> None:
+    n = SystemdNotifier.from_environment({})
+    assert not n.enabled
+    assert n.ready("x") is False
+
+
+def test_a_gone_manager_never_raises(tmp_path) -> None:
+    n = SystemdNotifier(str(tmp_path / "nobody-listens.sock"))
+    assert n.send("READY=1") is False
+    assert n.stopping() is False
+
+
+def test_fields_are_one_datagram(tmp_path) -> None:
+    sock, address = notify_socket(tmp_path, abstract=True)
+    with sock:
+        assert SystemdNotifier(address).send("READY=1", "STATUS=two\nlines")
+        assert receive_fields(sock, 5) == {"READY": "1", "STATUS": "two lines"}
