@@ -110,7 +110,7 @@ def hello(client: Client, args: list[bytes]) -> Any:
             validate_client_name(name)
             i += 2
         else:
-            raise CommandError("ERR Syntax error in HELLO option '%s'" % args[i].decode("utf-8", "replace"))
+            raise CommandError("ERR Syntax error in HELLO option '%s'" % E.arg_text(args[i], None))
     if not client.authenticated:
         raise CommandError(
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the "

@@ -13,7 +13,7 @@ class CommandError(ErrorReply):
     """Raised by a handler; the dispatcher turns it into the error reply."""
 
 
-def arg_text(arg: bytes, limit: int = 128) -> str:
+def arg_text(arg: bytes, limit: int | None = 128) -> str:
     """A client argument as redis-server prints it in an error (``%.128s``): cut at the first
     NUL and at ``limit`` bytes, bytes kept as they are (latin-1 round-trips them exactly)."""
     return arg.split(b"\0", 1)[0][:limit].decode("latin-1")

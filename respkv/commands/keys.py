@@ -211,14 +211,14 @@ def _expire_generic(client: Client, args: list[bytes], relative: bool, seconds: 
     for opt in args[3:]:
         flag = _EXPIRE_FLAGS.get(opt.upper())
         if flag is None:
-            raise CommandError(E.UNSUPPORTED_OPTION % opt.decode("utf-8", "replace"))
+            raise CommandError(E.UNSUPPORTED_OPTION % E.arg_text(opt, None))
         flags |= flag
     if flags & _NX and flags & (_XX | _GT | _LT):
         raise CommandError(E.NX_XX_GT_LT)
     if flags & _GT and flags & _LT:
         raise CommandError(E.GT_LT_NX)
     when = parse_int(args[2])
-    name = args[0].decode("utf-8", "replace").lower()
+    name = E.arg_text(args[0]).lower()
     if seconds:
         if when > _SECONDS_LIMIT or when < -_SECONDS_LIMIT:
             raise CommandError(E.INVALID_EXPIRE % name)

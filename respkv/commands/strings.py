@@ -182,7 +182,7 @@ def mget(client: Client, args: list[bytes]) -> Any:
 
 def _mset_pairs(args: list[bytes]) -> list[tuple[bytes, bytes]]:
     if len(args) % 2 == 0:
-        raise CommandError(E.WRONG_ARGS % args[0].decode("utf-8", "replace").lower())
+        raise CommandError(E.WRONG_ARGS % E.arg_text(args[0]).lower())
     return list(zip(args[1::2], args[2::2], strict=True))
 
 
