@@ -34,6 +34,7 @@ import respkv.commands  # noqa: F401  (registers every command module)
 from respkv.commands import errors as E
 from respkv.commands.core import TABLE, Client, ServerState, execute
 from respkv.config import Config
+from respkv.node.info import register_info_providers
 from respkv.node.streams import RawSocketStream
 from respkv.node.systemd import SystemdNotifier
 from respkv.protocol.resp import ErrorReply, ProtocolError, RequestParser, encode
@@ -142,6 +143,7 @@ class Node:
             config, self.engine, clock_ms, run_id=os.urandom(20).hex(), rng=random.Random()
         )
         self.state.info_providers["persistence"] = self._persistence_info
+        register_info_providers(self)  # pid, OS, RSS, CPU, rates and clock_us for INFO/TIME
         self.commit = GroupCommit(self.engine)
         self.port: int | None = None
         self._scopes: dict[int, trio.CancelScope] = {}
