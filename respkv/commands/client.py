@@ -247,11 +247,13 @@ def client_reply(client: Client, args: list[bytes]) -> Any:
 @CLIENT.sub("pause", -3, _ADMIN, "Stop processing commands from clients for some time",
             "2.9.50")
 def client_pause(client: Client, args: list[bytes]) -> Any:
+    if len(args) > 4:
+        raise CommandError(E.SUBCOMMAND_SYNTAX % (_s(args[1]), "CLIENT"))
+    if len(args) == 4 and args[3].upper() not in (b"WRITE", b"ALL"):
+        raise CommandError(E.PAUSE_MODE)
     timeout = parse_int(args[2], E.PAUSE_TIMEOUT)
     if timeout < 0:
         raise CommandError(E.PAUSE_TIMEOUT_NEGATIVE)
-    if len(args) > 4 or (len(args) == 4 and args[3].upper() not in (b"WRITE", b"ALL")):
-        raise CommandError(E.SYNTAX)
     raise CommandError(E.MULTI_UNSUPPORTED % ("CLIENT PAUSE", "clients are never paused"))
 
 
@@ -265,9 +267,11 @@ def client_unpause(client: Client, args: list[bytes]) -> Any:
             "Unblock a client blocked in a blocking command from a different connection",
             "5.0.0", "O(log N) where N is the number of client connections")
 def client_unblock(client: Client, args: list[bytes]) -> Any:
-    parse_int(args[2])
-    if len(args) > 4 or (len(args) == 4 and args[3].upper() not in (b"TIMEOUT", b"ERROR")):
+    if len(args) > 4:
+        raise CommandError(E.SUBCOMMAND_SYNTAX % (_s(args[1]), "CLIENT"))
+    if len(args) == 4 and args[3].upper() not in (b"TIMEOUT", b"ERROR"):
         raise CommandError(E.UNBLOCK_REASON)
+    parse_int(args[2])
     return 0  # respkv has no blocking commands: no client is ever blocked
 
 

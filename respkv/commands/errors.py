@@ -88,6 +88,7 @@ UNRECOGNIZED_OPTION = "ERR Unrecognized option '%s'"
 CLIENT_ATTR_SPACES = "ERR %s cannot contain spaces, newlines or special characters."
 PAUSE_TIMEOUT = "ERR timeout is not an integer or out of range"
 PAUSE_TIMEOUT_NEGATIVE = "ERR timeout is negative"
+PAUSE_MODE = "ERR CLIENT PAUSE mode must be WRITE or ALL"
 UNBLOCK_REASON = "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
 CACHING_WITHOUT_TRACKING = (
     "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or "

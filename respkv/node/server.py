@@ -153,6 +153,12 @@ class Node:
         self._bg_progress = trio.Event()
         self.state.kill_client = self._kill_client  # type: ignore[attr-defined]
         self.write_stalls = 0
+        # Cluster mode (node_id or seeds configured): keyed commands go through the coordinator.
+        self.cluster: Any = None
+        from respkv.node.coordinator import Cluster, is_cluster_config
+
+        if is_cluster_config(config):
+            self.cluster = Cluster(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -166,6 +172,8 @@ class Node:
                 await nursery.start(self._fsync_policy_task)
                 await nursery.start(self._background_work_task)
                 await nursery.start(self._cron_task)
+                if self.cluster is not None:
+                    await nursery.start(self.cluster.run)
                 await nursery.start(self._accept_task, listen)
                 log.info("event=ready port=%d engine=%s", self.port, self.config.engine)
                 task_status.started(self.port)
@@ -270,6 +278,7 @@ class Node:
         cmdstats = state.cmdstats
         stats = state.stats
         always = None
+        cluster = self.cluster  # None: the single-node path, unchanged
         parser.auth_required = not client.authenticated
         while True:
             data = await stream.receive_some(READ_SIZE)
@@ -296,7 +305,10 @@ class Node:
                     break
                 spec = specs.get(args[0]) or lookup(args[0])
                 t0 = perf()
-                reply = execute(spec, client, args)
+                if cluster is None:
+                    reply = execute(spec, client, args)
+                else:
+                    reply = await cluster.execute(spec, client, args)
                 dt = (perf() - t0) // 1000
                 if spec is not None:
                     st = cmdstats.get(spec.name)
