@@ -19,6 +19,7 @@ read its replies the server does not read its requests.
 from __future__ import annotations
 
 import ipaddress
+from bisect import bisect_left
 import logging
 import os
 import random
@@ -34,6 +35,13 @@ import respkv.commands  # noqa: F401  (registers every command module)
 from respkv.commands import errors as E
 from respkv.commands.core import TABLE, Client, ServerState, execute
 from respkv.config import Config
+from respkv.node.metrics import (
+    BUCKET_OF_US,
+    FAST_US,
+    LATENCY_BOUNDS_US,
+    CommandLatency,
+    serve_metrics,
+)
 from respkv.node.info import register_info_providers
 from respkv.node.streams import RawSocketStream
 from respkv.node.systemd import SystemdNotifier
@@ -144,6 +152,8 @@ class Node:
         )
         self.state.info_providers["persistence"] = self._persistence_info
         register_info_providers(self)  # pid, OS, RSS, CPU, rates and clock_us for INFO/TIME
+        self.latency = CommandLatency(self.state.cmdstats)  # histograms: INFO, /metrics
+        self.state.info_providers["latencystats"] = self.latency.latencystats
         self.commit = GroupCommit(self.engine)
         self.port: int | None = None
         self._scopes: dict[int, trio.CancelScope] = {}
@@ -175,6 +185,8 @@ class Node:
                 if self.cluster is not None:
                     await nursery.start(self.cluster.run)
                 await nursery.start(self._accept_task, listen)
+                if self.config.metrics_port:
+                    await nursery.start(serve_metrics, self, self.config.bind, self.config.metrics_port)
                 log.info("event=ready port=%d engine=%s", self.port, self.config.engine)
                 task_status.started(self.port)
                 await self._shutdown.wait()
@@ -276,6 +288,9 @@ class Node:
         lookup = TABLE.lookup
         perf = self.perf_ns
         cmdstats = state.cmdstats
+        hists = self.latency.hists
+        bounds = LATENCY_BOUNDS_US
+        bucket_of = BUCKET_OF_US
         stats = state.stats
         always = None
         cluster = self.cluster  # None: the single-node path, unchanged
@@ -314,8 +329,10 @@ class Node:
                     st = cmdstats.get(spec.name)
                     if st is None:
                         st = cmdstats[spec.name] = [0, 0, 0, 0]
+                        self.latency.new_histogram(spec.name)
                     st[0] += 1
                     st[1] += dt
+                    hists[spec.name][bucket_of[dt] if dt < FAST_US else bisect_left(bounds, dt)] += 1
                     if isinstance(reply, ErrorReply):
                         st[3] += 1
                     client.last_cmd = spec.name
