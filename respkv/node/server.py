@@ -126,10 +126,14 @@ class GroupCommit:
 
 
 def _is_loopback(host: str) -> bool:
+    """Protected mode's test of a peer address ("" is a unix-socket peer). An IPv4-mapped
+    ::ffff:127.x.y.z (an IPv4 client of a dual-stack "::" listener) is the loopback it maps."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return host in ("localhost", "")
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 class Node:
