@@ -353,14 +353,22 @@ class Node:
             stats["total_commands_processed"] += len(batch)
             if engine.last_seq != seq_before:
                 try:
-                    await self._durable(seq_before, always)
-                except DurabilityError as e:
-                    out = bytearray(b"-MISCONF Errors writing to the AOF file: %s\r\n" % str(e).encode())
+                    if cfg.appendfsync == "always":
+                        await self.commit.wait_durable(engine.last_seq)
+                    else:
+                        engine.write_pending()  # in the OS before the reply: survives a kill
+                except (DurabilityError, OSError) as e:
+                    msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                    out = bytearray(b"-MISCONF Errors writing to the AOF file: %s\r\n" % msg.encode())
                     client.close_after_reply = True
                 if engine.write_stalled():
                     await self._wait_not_stalled()
             if out:
-                await self._send(stream, client, out)
+                if cfg.client_output_buffer_limit_hard:
+                    await self._send(stream, client, out)
+                else:  # the common case, inlined: one coroutine layer less per reply
+                    stats["total_net_output_bytes"] += len(out)
+                    await stream.send_all(out)
             if state.shutdown_requested is not None:
                 self.request_shutdown()
                 return
