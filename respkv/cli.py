@@ -64,8 +64,11 @@ def cmd_server(ns: argparse.Namespace) -> int:
 
     from respkv.node.server import run_node
 
+    from respkv.node.cluster_cli import apply_server_flags
+
     try:
         config = build_config(ns)
+        apply_server_flags(ns, config)
     except ConfigError as e:
         print(f"respkv: configuration error: {e}", file=sys.stderr)
         return 2
@@ -104,7 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("server", help="run a node")
     p.add_argument("--config", help="TOML config file (conf/respkv.toml documents every key)")
     add_setting_flags(p)
+    from respkv.node.cluster_cli import add_cluster_command, add_server_flags
+
+    add_server_flags(p)
     p.set_defaults(func=cmd_server)
+    add_cluster_command(sub)
     p = sub.add_parser("config", help="the configuration file")
     csub = p.add_subparsers(dest="config_command", required=True)
     c = csub.add_parser("sample", help="print conf/respkv.toml: every setting, documented")

@@ -80,6 +80,32 @@ SETTINGS: tuple[Setting, ...] = (
             runtime=True, choices=("debug", "verbose", "notice", "warning")),
     Setting("metrics_port", int, 0, "port", "Port of the Prometheus text endpoint (GET /metrics, "
             "on the bind address; 0: off).", minimum=0, maximum=65535),
+    Setting("tls_port", int, 0, "port", "Client port speaking RESP over TLS, on the bind address, "
+            "next to the plain port (0: off).", minimum=0, maximum=65535),
+    Setting("tls_cert_file", str, "", "path", "Server certificate chain (PEM), required with "
+            "tls_port."),
+    Setting("tls_key_file", str, "", "path", "Private key of tls_cert_file (PEM, unencrypted)."),
+    Setting("tls_ca_cert_file", str, "", "path", "CA certificates (PEM) that client certificates "
+            "must be signed by; set: clients must present one (mutual TLS); empty: none asked."),
+    # -- cluster mode (docs/cluster.md): on when node_id or seeds is set --
+    Setting("node_id", str, "", "", "This node's id in the cluster (empty with no seeds: a plain "
+            "single node, not a cluster)."),
+    Setting("dc", str, "dc1", "", "This node's datacenter (for LOCAL_* consistency levels)."),
+    Setting("seeds", str, "", "HOST:PEERPORT,...", "Peers to connect to at start-up, comma "
+            "separated (`respkv server --seed HOST:PEERPORT`, repeatable)."),
+    Setting("cluster_secret_file", str, "", "path", "File holding the cluster secret (at least "
+            "16 bytes; trailing whitespace ignored) that peers prove with HMAC-SHA256; required "
+            "in cluster mode."),
+    Setting("peer_port", int, 0, "port", "Peer (node-to-node) port (0: the client port + 10000).",
+            minimum=0, maximum=65535),
+    Setting("n_replicas", int, 3, "count", "Replication factor N (capped at the number of nodes; "
+            "per key prefix in the [n_replicas_by_prefix] table).", minimum=1, maximum=64),
+    Setting("read_consistency", str, "quorum", "level", "Default read level R: one, two, three, "
+            "quorum, all, local_one, local_quorum, each_quorum or an integer."),
+    Setting("write_consistency", str, "quorum", "level", "Default write level W (as "
+            "read_consistency)."),
+    Setting("request_timeout_ms", int, 2000, "milliseconds", "How long a coordinator waits for "
+            "replicas before replying NOREPLICAS.", minimum=1),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 SETTINGS_BY_REDIS_NAME = {s.redis_name: s for s in SETTINGS}
@@ -109,6 +135,19 @@ class Config:
     slowlog_max_len: int = 128
     loglevel: str = "notice"
     metrics_port: int = 0
+    tls_port: int = 0
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_cert_file: str = ""
+    node_id: str = ""
+    dc: str = "dc1"
+    seeds: str = ""
+    cluster_secret_file: str = ""
+    peer_port: int = 0
+    n_replicas: int = 3
+    read_consistency: str = "quorum"
+    write_consistency: str = "quorum"
+    request_timeout_ms: int = 2000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def set(self, key: str, value: Any) -> None:

@@ -94,3 +94,15 @@ CACHING_WITHOUT_TRACKING = (
     "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or "
     "OPTOUT mode enabled"
 )
+
+# -- cluster mode (respkv/node/coordinator.py, respkv/commands/cluster_cmds.py) ------------------
+NOREPLICAS_WRITE = (
+    "NOREPLICAS Not enough replicas: needed %d, answered %d "
+    "(the write may still be applied on some replicas)"
+)
+NOREPLICAS_READ = "NOREPLICAS Not enough replicas: needed %d, answered %d"
+NOREPLICAS_UP = "NOREPLICAS Not enough replicas up: needed %d, up %d (nothing was sent)"
+CLUSTER_UNSUPPORTED = "ERR %s is not supported in cluster mode: %s"
+CLUSTER_DISABLED = "ERR This instance has cluster support disabled"
+INVALID_CONTEXT = "ERR invalid causal context"
+INVALID_LEVEL = "ERR %s"  # the text of respkv.cluster.quorum.InvalidLevelError

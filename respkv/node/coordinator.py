@@ -1,0 +1,725 @@
+"""Cluster mode: every node coordinates client commands across each key's N replicas.
+
+Plan, then execute (STYLE.md; Cassandra's ReplicaPlan, Dynamo 2007 §4.5): per key the plan comes
+from the pure cluster core -- ``preference_list(ring, key, n, up_nodes)`` then ``plan_read`` /
+``plan_write`` at the request's level -- before any message is sent. The coordinator's own replica
+is read and written in-process (``LocalReplica``); the others get ``RR`` / ``RW`` requests over
+their ``PeerLink`` (docs/formats/wire.md), all in parallel; replies feed a ``QuorumTracker`` per
+key, and the client is answered as soon as every key's tracker has succeeded (so latency is the
+W-th / R-th fastest replica) or when one has failed, or at the deadline (``request_timeout_ms``).
+
+How a keyed command runs (docs/cluster.md, "Commands in cluster mode"):
+
+1. Trailing ``R level`` / ``W level`` options are stripped (only where the command's own grammar
+   cannot use them, see :func:`strip_levels`), and ``CONTEXT ctx`` from SET.
+2. Unless the command is a blind write (plain SET, SET EX/PX, SETEX, PSETEX, MSET), its keys are
+   read at R; the merged sets go into a :class:`ClusterView`, a Keyspace look-alike whose
+   ``get`` is the deterministic winner (``versions.live_value``).
+3. The unchanged synchronous handler runs with ``client.db`` pointed at the view; its mutations
+   (set/delete) are collected, not applied.
+4. Each mutated key is written at W with a new dot from a replica of the key: this node when it
+   is one (``versions.update`` with the read's context, ``versions.overwrite`` for blind writes,
+   the client's context for ``SET ... CONTEXT``), else the first up replica (``CW``), which
+   returns the new set for the coordinator to send to the others.
+
+Ownership: one ``Cluster`` per node, owned by the node; its ``run`` task owns the peer server and
+the links. ``execute`` runs in the client's connection task; the reply callbacks run in the
+links' reader tasks and only touch the trackers of the operation they belong to.
+
+Ring (static until membership gossip, issue 7): this node plus every peer identified by a
+handshake in either direction (seed links, and nodes that dial in, which are dialled back at the
+address they announce). A peer is up while its link is connected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from respkv.cluster import versions as V
+from respkv.cluster import wire
+from respkv.cluster.quorum import (
+    ConsistencyLevel,
+    InvalidLevelError,
+    Level,
+    Outcome,
+    QuorumTracker,
+    ReplicaPlan,
+    format_level,
+    parse_level,
+    plan_read,
+    plan_write,
+)
+from respkv.cluster.ring import NodeInfo, Ring, natural_replicas, preference_list
+from respkv.cluster.versions import EMPTY, SiblingSet, VersionVector
+from respkv.commands import cluster_cmds
+from respkv.commands import errors as E
+from respkv.commands.core import Client, CommandSpec, execute
+from respkv.commands.errors import CommandError
+from respkv.config import Config, ConfigError
+from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
+from respkv.node.replica import LocalReplica
+from respkv.protocol.resp import ErrorReply
+from respkv.storage.api import Record
+
+log = logging.getLogger("respkv.cluster")
+
+PEER_PORT_OFFSET = 10000
+
+# Commands that need the whole keyspace, which no node holds: a clear error, not a partial lie.
+WHOLE_KEYSPACE = {
+    "keys": "the keyspace is spread over the cluster (no node holds all keys)",
+    "scan": "the keyspace is spread over the cluster (no node holds all keys)",
+    "dbsize": "the keyspace is spread over the cluster (no node holds all keys)",
+    "randomkey": "the keyspace is spread over the cluster (no node holds all keys)",
+    "flushdb": "a cluster-wide flush is not implemented",
+    "flushall": "a cluster-wide flush is not implemented",
+    "swapdb": "databases cannot be swapped across replicas",
+}
+# Keyed commands whose Redis semantics (atomic across keys) cannot hold across replicas.
+MULTI_KEY_ATOMIC = {
+    "rename": "RENAME is not atomic across replicas",
+    "renamenx": "RENAMENX is not atomic across replicas",
+    "msetnx": "MSETNX is not atomic across replicas",
+    "move": "keys cannot move between databases across replicas",
+    "copy": "COPY is not atomic across replicas",
+}
+BLIND_WRITES = frozenset({"mset", "setex", "psetex"})
+_SET_READING_OPTIONS = frozenset({b"NX", b"XX", b"GET", b"KEEPTTL"})
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ClusterSettings:
+    node_id: str
+    dc: str
+    n: int
+    read_level: Level
+    write_level: Level
+    timeout_ms: int
+    seeds: list[tuple[str, int]]
+    secret: bytes
+    peer_port: int
+    n_by_prefix: list[tuple[bytes, int]] = field(default_factory=list)  # longest prefix first
+
+    def n_for(self, key: bytes) -> int:
+        for prefix, n in self.n_by_prefix:
+            if key.startswith(prefix):
+                return n
+        return self.n
+
+
+def is_cluster_config(config: Config) -> bool:
+    return bool(getattr(config, "node_id", "") or getattr(config, "seeds", ""))
+
+
+def parse_seeds(text: str) -> list[tuple[str, int]]:
+    out = []
+    for item in text.replace(" ", ",").split(","):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"'seeds': expected HOST:PEERPORT, got {item!r}")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def cluster_settings(config: Config) -> ClusterSettings:
+    """Validate the cluster settings of ``config`` (ConfigError naming the key)."""
+    if not config.node_id:
+        raise ConfigError("'node_id' is required in cluster mode (seeds are set)")
+    if any(c.isspace() for c in config.node_id) or len(config.node_id.encode()) > 128:
+        raise ConfigError(f"'node_id' must be 1-128 bytes without spaces, got {config.node_id!r}")
+    if not config.cluster_secret_file:
+        raise ConfigError("'cluster_secret_file' is required in cluster mode")
+    try:
+        with open(config.cluster_secret_file, "rb") as f:
+            secret = wire.check_secret(f.read())
+    except OSError as e:
+        raise ConfigError(f"'cluster_secret_file': cannot read {config.cluster_secret_file}: "
+                          f"{e.strerror}") from None
+    except ValueError as e:
+        raise ConfigError(f"'cluster_secret_file': {e}") from None
+    levels = []
+    for key in ("read_consistency", "write_consistency"):
+        try:
+            levels.append(parse_level(getattr(config, key)))
+        except InvalidLevelError as e:
+            raise ConfigError(f"'{key}': {e}") from None
+    table = config.extra.get("n_replicas_by_prefix", {})
+    if not isinstance(table, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in table.values()
+    ):
+        raise ConfigError("'n_replicas_by_prefix' must map key prefixes to integers >= 1")
+    by_prefix = sorted(((k.encode(), v) for k, v in table.items()), key=lambda kv: -len(kv[0]))
+    peer_port = config.peer_port or (config.port + PEER_PORT_OFFSET if config.port else 0)
+    return ClusterSettings(
+        node_id=config.node_id, dc=config.dc, n=config.n_replicas, read_level=levels[0],
+        write_level=levels[1], timeout_ms=config.request_timeout_ms,
+        seeds=parse_seeds(config.seeds), secret=secret, peer_port=peer_port,
+        n_by_prefix=by_prefix,
+    )
+
+
+# -- argument rewriting ---------------------------------------------------------------------------
+
+
+def strip_levels(spec: CommandSpec, args: list[bytes]) -> tuple[list[bytes], Level | None,
+                                                                  Level | None]:
+    """Remove up to two trailing ``R level`` / ``W level`` pairs.
+
+    A pair is taken only when its first word is R or W (any case), its second parses as a level,
+    and the arguments left still satisfy the command's arity -- so for fixed-arity commands only
+    arguments Redis would reject are taken. For variadic commands (MGET, DEL, EXISTS, MSET, ...) a
+    trailing pair is always taken: a key named R or W in that place must be reordered or the
+    levels set with CONSISTENCY (docs/cluster.md).
+    """
+    read = write = None
+    arity = spec.arity
+    for _ in range(2):
+        n = len(args)
+        if n < 4:
+            break
+        word = args[-2].upper()
+        if word != b"R" and word != b"W":
+            break
+        if (n - 2 != arity) if arity > 0 else (n - 2 < -arity):
+            break
+        try:
+            level = parse_level(args[-1])
+        except InvalidLevelError:
+            break
+        if word == b"R":
+            if read is not None:
+                break
+            read = level
+        else:
+            if write is not None:
+                break
+            write = level
+        args = args[:-2]
+    return args, read, write
+
+
+def strip_context(args: list[bytes]) -> tuple[list[bytes], VersionVector | None]:
+    """SET's ``CONTEXT ctx`` option (anywhere among the options); InvalidContextError."""
+    for i in range(3, len(args) - 1):
+        if args[i].upper() == b"CONTEXT":
+            ctx = V.decode_context(args[i + 1])
+            return args[:i] + args[i + 2:], ctx
+    return args, None
+
+
+def is_blind_write(spec: CommandSpec, args: list[bytes]) -> bool:
+    """A write whose result does not depend on the key's current value."""
+    if spec.name == "set":
+        return not any(a.upper() in _SET_READING_OPTIONS for a in args[3:])
+    return spec.name in BLIND_WRITES
+
+
+# -- the view handlers run against -----------------------------------------------------------------
+
+
+class ClusterView:
+    """A Keyspace look-alike over quorum-read sibling sets; records mutations instead of
+    applying them. Owned by one command execution."""
+
+    __slots__ = ("db", "clock_ms", "sets", "mutations", "stats")
+
+    def __init__(self, db: int, clock_ms: Callable[[], int], sets: dict[bytes, SiblingSet],
+                 stats: dict[str, int]) -> None:
+        self.db = db
+        self.clock_ms = clock_ms
+        self.sets = sets
+        self.mutations: dict[bytes, tuple[bytes | None, int]] = {}
+        self.stats = stats
+
+    def get(self, key: bytes) -> Record | None:
+        m = self.mutations.get(key)
+        now = self.clock_ms()
+        if m is not None:
+            value, expire = m
+            if value is None or (expire and expire <= now):
+                return None
+            return Record(value, expire)
+        s = self.sets.get(key)
+        if s is None or not s.siblings:
+            return None
+        w = V.winner(s)
+        if w is None or w.value is None or (w.expire_at_ms and w.expire_at_ms <= now):
+            return None
+        return Record(w.value, w.expire_at_ms)
+
+    def lookup_read(self, key: bytes) -> Record | None:
+        rec = self.get(key)
+        self.stats["keyspace_hits" if rec is not None else "keyspace_misses"] += 1
+        return rec
+
+    def exists(self, key: bytes) -> bool:
+        return self.get(key) is not None
+
+    def set(self, key: bytes, value: bytes, expire_at_ms: int = 0) -> int:
+        self.mutations[key] = (value, expire_at_ms)
+        return 0
+
+    def set_many(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        for k, v in pairs:
+            self.mutations[k] = (v, 0)
+
+    def delete(self, key: bytes) -> bool:
+        if self.get(key) is None:
+            return False
+        self.mutations[key] = (None, 0)
+        return True
+
+    def discard(self, key: bytes) -> None:
+        self.mutations[key] = (None, 0)
+
+    def sibling_set(self, key: bytes) -> SiblingSet:
+        return self.sets.get(key, EMPTY)
+
+    def _unsupported(self, *_: Any, **__: Any) -> Any:
+        raise CommandError(E.CLUSTER_UNSUPPORTED % ("this command", "it needs the whole keyspace"))
+
+    rename = items = keys = size = flush = scan_page = expires_count = _unsupported
+
+
+# -- one operation's bookkeeping ---------------------------------------------------------------------
+
+
+class _KeyOp:
+    __slots__ = ("key", "tracker", "resolved", "repaired")
+
+    def __init__(self, key: bytes, tracker: QuorumTracker) -> None:
+        self.key = key
+        self.tracker = tracker
+        self.resolved = False
+        self.repaired = False
+
+
+class _Op:
+    """Every key of one read or write phase; ``event`` is set once each key's tracker is no
+    longer pending."""
+
+    __slots__ = ("keys", "open", "event", "sent")
+
+    def __init__(self) -> None:
+        self.keys: list[_KeyOp] = []
+        self.open = 0
+        self.event = trio.Event()
+        self.sent: list[tuple[PeerLink, int]] = []
+
+    def add(self, k: _KeyOp) -> None:
+        self.keys.append(k)
+        self.open += 1
+
+    def check(self, k: _KeyOp) -> None:
+        if not k.resolved and k.tracker.outcome() is not Outcome.PENDING:
+            k.resolved = True
+            self.open -= 1
+            if self.open == 0:
+                self.event.set()
+
+
+class Cluster:
+    """The cluster side of one node: ring view, peer server, links, coordination."""
+
+    def __init__(self, node: Any, settings: ClusterSettings | None = None,
+                 nonce: Callable[[int], bytes] = os.urandom) -> None:
+        self.node = node
+        self.config: Config = node.config
+        self.settings = settings if settings is not None else cluster_settings(node.config)
+        s = self.settings
+        self.node_id = s.node_id
+        self.dc = s.dc
+        self.replica = LocalReplica(node.engine, s.node_id, node.clock_ms)
+        self.known: dict[str, str] = {s.node_id: s.dc}  # node id -> dc
+        self.ring = self._build_ring()
+        self.links: dict[str, PeerLink] = {}  # node id -> its link (once identified)
+        self._all_links: list[PeerLink] = []
+        self._nursery: trio.Nursery | None = None
+        self.peer_port: int | None = None
+        self.identity: PeerIdentity | None = None
+        self._nonce = nonce
+        self.server: PeerServer | None = None
+        self.timeout_s = s.timeout_ms / 1000
+        # (kind, level) -> [calls, failures, total usec]
+        self.level_stats: dict[tuple[str, str], list[int]] = {}
+        node.state.cluster = self
+        cluster_cmds.register()
+        node.state.info_providers["cluster"] = self.info
+
+    # -- membership (static) --
+    def _build_ring(self) -> Ring:
+        return Ring.build(NodeInfo.make(nid, dc) for nid, dc in sorted(self.known.items()))
+
+    def _learn(self, node_id: str, dc: str) -> None:
+        if self.known.get(node_id) != dc:
+            self.known[node_id] = dc or "dc1"
+            self.ring = self._build_ring()
+            log.info("event=ring_changed nodes=%d added=%s", len(self.known), node_id)
+
+    def up_nodes(self) -> set[str]:
+        up = {self.node_id}
+        for nid, link in self.links.items():
+            if link.connected:
+                up.add(nid)
+        return up
+
+    def effective_n(self, key: bytes | None = None) -> int:
+        n = self.settings.n if key is None else self.settings.n_for(key)
+        return min(n, len(self.ring))
+
+    # -- lifecycle --
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.config
+        listeners = await trio.open_tcp_listeners(self.settings.peer_port, host=cfg.bind)
+        self.peer_port = listeners[0].socket.getsockname()[1]
+        self.identity = PeerIdentity(self.node_id, self.dc, self.settings.secret,
+                                     f"{cfg.bind}:{self.peer_port}", self._nonce)
+        self.server = PeerServer(self.identity, self.handle_request, lambda: self.node.engine.last_seq,
+                                 self._durable, self._on_inbound_peer)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.server.run, listeners)
+            for host, port in self.settings.seeds:
+                self._add_link(host, port)
+            log.info("event=cluster_ready node=%s dc=%s peer_port=%d seeds=%d", self.node_id,
+                     self.dc, self.peer_port, len(self.settings.seeds))
+            task_status.started(self.peer_port)
+
+    async def _durable(self, seq_before: int) -> None:
+        await self.node._durable(seq_before, None)
+
+    def _add_link(self, host: str, port: int) -> None:
+        assert self._nursery is not None and self.identity is not None
+        for link in self._all_links:
+            if link.host == host and link.port == port:
+                return
+        link = PeerLink(host, port, self.identity, self._on_identified)
+        self._all_links.append(link)
+        self._nursery.start_soon(link.run)
+
+    def _on_identified(self, link: PeerLink) -> None:
+        assert link.peer_id is not None
+        self._learn(link.peer_id, link.peer_dc)
+        current = self.links.get(link.peer_id)
+        if current is None or not current.connected:
+            self.links[link.peer_id] = link
+
+    def _on_inbound_peer(self, node_id: str, dc: str, addr: str) -> None:
+        self._learn(node_id, dc)
+        if node_id not in self.links and addr and self._nursery is not None:
+            host, _, port = addr.rpartition(":")
+            if port.isdigit():
+                self._add_link(host, int(port))
+
+    # -- replica side (requests from peers) --
+    def handle_request(self, req: wire.Request) -> tuple[bool, bytes]:
+        rep = self.replica
+        try:
+            if type(req) is wire.ReplicaRead:
+                return True, rep.read_raw(req.db, req.key)
+            if type(req) is wire.ReplicaWrite:
+                rep.apply_raw(req.db, req.key, req.sibling_set)
+                return True, b""
+            if type(req) is wire.CoordinateWrite:
+                ctx = V.decode_context_bytes(req.context) if req.context else None
+                new = rep.coordinate(req.db, req.key, req.value, req.expire_at_ms, ctx)
+                return True, V.encode_sibling_set(new)
+            if type(req) is wire.Ping:
+                return True, b""
+        except ValueError as e:  # corrupt set or context from the peer
+            log.warning("event=peer_request_failed sender=%s error=%r", req.sender, str(e))
+            return False, str(e).encode()
+        return False, b"unknown request kind"
+
+    # -- coordination --
+    async def execute(self, spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
+        if spec is None or not client.authenticated:
+            return execute(spec, client, args)
+        name = spec.name
+        if spec.first_key == 0:
+            reason = WHOLE_KEYSPACE.get(name)
+            if reason is not None:
+                return CommandError(E.CLUSTER_UNSUPPORTED % (name.upper(), reason))
+            return execute(spec, client, args)
+        reason = MULTI_KEY_ATOMIC.get(name)
+        if reason is not None:
+            return CommandError(E.CLUSTER_UNSUPPORTED % (name.upper(), reason))
+        args, read_level, write_level = strip_levels(spec, args)
+        context = None
+        if name == "set":
+            try:
+                args, context = strip_context(args)
+            except V.InvalidContextError:
+                return CommandError(E.INVALID_CONTEXT)
+        if not spec.arity_ok(len(args)):
+            return execute(spec, client, args)
+        keys = list(dict.fromkeys(args[i] for i in spec.key_positions(len(args))))
+        read_level = read_level or client.read_level or self.settings.read_level
+        write_level = write_level or client.write_level or self.settings.write_level
+        db = client.dbnum
+        sets: dict[bytes, SiblingSet] = {}
+        blind = spec.is_write and is_blind_write(spec, args)
+        try:
+            if not blind:
+                err = await self._quorum_read(db, keys, read_level, sets)
+                if err is not None:
+                    return err
+            view = ClusterView(db, self.node.clock_ms, sets, client.server.dbs[db].stats)
+            saved = client.db
+            client.db = view  # type: ignore[assignment]
+            try:
+                reply = execute(spec, client, args)
+            finally:
+                client.db = saved
+            if isinstance(reply, ErrorReply) or not view.mutations:
+                return reply
+            err = await self._quorum_write(db, view.mutations, write_level, context,
+                                           None if blind else sets)
+        except InvalidLevelError as e:
+            return CommandError(E.INVALID_LEVEL % e)
+        return reply if err is None else err
+
+    def _plans(self, keys: Any, level: Level, write: bool) -> list[ReplicaPlan] | ErrorReply:
+        ring = self.ring
+        up = self.up_nodes()
+        plans = []
+        make = plan_write if write else plan_read
+        for key in keys:
+            pref = preference_list(ring, key, self.settings.n_for(key), up)
+            p = make(pref, level, self.node_id, self.dc, sloppy=False)
+            if p.unavailable is not None:
+                return CommandError(E.NOREPLICAS_UP % (p.unavailable.needed, p.unavailable.have))
+            plans.append(p)
+        return plans
+
+    async def _wait(self, op: _Op, kind: str, level: Level) -> _KeyOp | None:
+        """Wait for ``op`` to resolve or the deadline; the first failed key, or None."""
+        t0 = self.node.perf_ns()
+        if op.open:
+            with trio.move_on_after(self.timeout_s):
+                await op.event.wait()
+        if op.open:  # the deadline passed: stop listening for this operation's replies
+            for link, req_id in op.sent:
+                link.forget(req_id)
+        failed = None
+        for k in op.keys:
+            if not k.resolved:
+                k.tracker.timeout()
+                op.check(k)
+            if failed is None and k.tracker.outcome() is Outcome.FAILED:
+                failed = k
+        st = self.level_stats.setdefault((kind, format_level(level)), [0, 0, 0])
+        st[0] += 1
+        st[1] += failed is not None
+        st[2] += (self.node.perf_ns() - t0) // 1000
+        return failed
+
+    async def _quorum_read(self, db: int, keys: list[bytes], level: Level,
+                           out: dict[bytes, SiblingSet]) -> ErrorReply | None:
+        plans = self._plans(keys, level, write=False)
+        if isinstance(plans, ErrorReply):
+            return plans
+        op = _Op()
+        for key, p in zip(keys, plans, strict=True):
+            k = _KeyOp(key, QuorumTracker(p))
+            op.add(k)
+            for node in p.contacts:
+                if node == self.node_id:
+                    k.tracker.ok(node, self.replica.read(db, key))
+                    continue
+                self._send(op, k, node, lambda rid, key=key: wire.encode_request(
+                    wire.ReplicaRead(rid, self.node_id, int(self.timeout_s * 1000), db, key)),
+                    read=True, db=db)
+            op.check(k)
+        failed = await self._wait(op, "read", level)
+        if failed is not None:
+            f = failed.tracker.failure()
+            assert f is not None
+            return CommandError(E.NOREPLICAS_READ % (f.needed, f.got))
+        for k in op.keys:
+            out[k.key] = k.tracker.merged()
+            self._maybe_repair(k, db)
+        return None
+
+    def _send(self, op: _Op, k: _KeyOp, node: str, build: Callable[[int], bytes], *,
+              read: bool, db: int, on_ok: Callable[[bytes], None] | None = None) -> None:
+        link = self.links.get(node)
+        tracker = k.tracker
+
+        def callback(reply: wire.Reply | None) -> None:
+            if reply is None:
+                tracker.error(node, "connection lost")
+            elif not reply.ok:
+                tracker.error(node, reply.payload.decode("utf-8", "replace"))
+            elif read:
+                try:
+                    s = V.decode_sibling_set(reply.payload) if reply.payload else EMPTY
+                except V.InvalidSiblingSetError as e:
+                    tracker.error(node, str(e))
+                else:
+                    tracker.ok(node, s)
+                    if tracker.done and k.resolved:
+                        self._maybe_repair(k, db)
+            elif on_ok is not None:
+                on_ok(reply.payload)
+            else:
+                tracker.ok(node)
+            op.check(k)
+
+        req_id = link.send(build, callback) if link is not None else 0
+        if req_id:
+            op.sent.append((link, req_id))  # type: ignore[arg-type]
+        else:
+            tracker.error(node, "not connected")
+
+    def _maybe_repair(self, k: _KeyOp, db: int) -> None:
+        """Read repair (Dynamo §4.7 light): once every contact answered, send the merged set to
+        the replicas whose answer lacked part of it."""
+        if k.repaired or not k.tracker.done or k.tracker.outcome() is not Outcome.SUCCEEDED:
+            return
+        k.repaired = True
+        rr = k.tracker.read_repair()
+        if rr is None:
+            return
+        data = V.encode_sibling_set(rr.merged)
+        for node in rr.stale:
+            if node == self.node_id:
+                self.replica.apply(db, k.key, rr.merged)
+                continue
+            link = self.links.get(node)
+            if link is not None:
+                link.send(lambda rid, key=k.key: wire.encode_request(wire.ReplicaWrite(
+                    rid, self.node_id, int(self.timeout_s * 1000), db, key, data)),
+                    lambda _reply: None)
+
+    async def _quorum_write(
+        self, db: int, mutations: dict[bytes, tuple[bytes | None, int]], level: Level,
+        client_context: VersionVector | None, read_sets: dict[bytes, SiblingSet] | None,
+    ) -> ErrorReply | None:
+        keys = list(mutations)
+        plans = self._plans(keys, level, write=True)
+        if isinstance(plans, ErrorReply):
+            return plans
+        op = _Op()
+        timeout_ms = int(self.timeout_s * 1000)
+        for key, p in zip(keys, plans, strict=True):
+            value, expire = mutations[key]
+            seen = read_sets.get(key) if read_sets is not None else None
+            context = client_context
+            if context is None and seen is not None:
+                context = V.join(seen)
+            k = _KeyOp(key, QuorumTracker(p))
+            op.add(k)
+            if p.local_replica is not None:
+                new = self.replica.coordinate(db, key, value, expire, context, seen)
+                k.tracker.ok(self.node_id)
+                self._replicate(op, k, p.contacts[1:], db, key, V.encode_sibling_set(new),
+                                timeout_ms)
+            else:
+                self._forward(op, k, p, db, key, value, expire, context, timeout_ms)
+            op.check(k)
+        failed = await self._wait(op, "write", level)
+        if failed is not None:
+            f = failed.tracker.failure()
+            assert f is not None
+            return CommandError(E.NOREPLICAS_WRITE % (f.needed, f.got))
+        return None
+
+    def _replicate(self, op: _Op, k: _KeyOp, nodes: Any, db: int, key: bytes, data: bytes,
+                   timeout_ms: int) -> None:
+        for node in nodes:
+            self._send(op, k, node, lambda rid: wire.encode_request(
+                wire.ReplicaWrite(rid, self.node_id, timeout_ms, db, key, data)),
+                read=False, db=db)
+
+    def _forward(self, op: _Op, k: _KeyOp, p: ReplicaPlan, db: int, key: bytes,
+                 value: bytes | None, expire: int, context: VersionVector | None,
+                 timeout_ms: int) -> None:
+        """Not a replica of ``key``: the first contact coordinates (CW) and returns the new set,
+        which then goes to the other contacts. If it fails, the write is not made at all."""
+        first, rest = p.contacts[0], p.contacts[1:]
+        ctx = V.encode_context_bytes(context) if context is not None else b""
+        ts = self.node.clock_ms()
+
+        def coordinated(payload: bytes) -> None:
+            k.tracker.ok(first)
+            self._replicate(op, k, rest, db, key, payload, timeout_ms)
+
+        def build(rid: int) -> bytes:
+            return wire.encode_request(wire.CoordinateWrite(
+                rid, self.node_id, timeout_ms, db, key, ctx, value, expire, ts))
+
+        self._send(op, k, first, build, read=False, db=db, on_ok=coordinated)
+        if first in k.tracker._failed:  # could not even be sent: nobody will write it
+            for node in rest:
+                k.tracker.error(node, "coordinator unreachable")
+
+    # -- levels and INFO --
+    def check_level(self, level: Level) -> Level:
+        n = self.effective_n()
+        if isinstance(level, int) and level > n:
+            raise InvalidLevelError(f"consistency level {level} exceeds the replication factor {n}")
+        return level
+
+    def describe_levels(self, client: Client) -> dict[str, Any]:
+        def show(level: Level | None, default: Level) -> str:
+            return format_level(level) if level is not None else f"{format_level(default)} (default)"
+        return {"read": show(client.read_level, self.settings.read_level),
+                "write": show(client.write_level, self.settings.write_level),
+                "n": self.effective_n()}
+
+    def info(self) -> dict[str, Any]:
+        s = self.settings
+        n_eff = self.effective_n()
+        up = self.up_nodes()
+        out: dict[str, Any] = {
+            "cluster_enabled": 0,  # Redis Cluster's protocol is not spoken; respkv's is below
+            "respkv_cluster": 1,
+            "node_id": self.node_id,
+            "dc": self.dc,
+            "peer_port": self.peer_port or 0,
+            "ring_nodes": len(self.ring),
+            "up_nodes": len(up),
+            "n_replicas": s.n,
+            "n_effective": n_eff,
+            "n_capped": (f"yes (N={s.n} capped at {n_eff}: the cluster has {len(self.ring)} "
+                         f"node{'s' if len(self.ring) != 1 else ''})") if n_eff < s.n else "no",
+            "read_consistency": format_level(s.read_level),
+            "write_consistency": format_level(s.write_level),
+            "request_timeout_ms": s.timeout_ms,
+        }
+        for link in self._all_links:
+            st = link.statistics()
+            name = st["node"] or st["address"]
+            out[f"peer_{name}"] = (
+                f"address={st['address']},state={'up' if st['connected'] else 'down'},"
+                f"outstanding={st['outstanding']},sent={st['requests_sent']},"
+                f"refused={st['requests_refused']},connects={st['connects']}")
+        for (kind, level), (calls, fails, usec) in sorted(self.level_stats.items()):
+            out[f"{kind}_{level.lower()}"] = (
+                f"calls={calls},failed={fails},usec={usec},"
+                f"usec_per_call={usec / calls if calls else 0:.2f}")
+        if self.server is not None:
+            out.update(self.server.stats)
+        out.update(self.replica.stats)
+        return out
+
+
+def natural_nodes(cluster: Cluster, key: bytes) -> tuple[str, ...]:
+    """The natural replicas of ``key`` (for tests and tools)."""
+    return natural_replicas(cluster.ring, key, cluster.settings.n_for(key))
+
+
+__all__ = ["Cluster", "ClusterSettings", "ClusterView", "ConsistencyLevel", "cluster_settings",
+           "is_cluster_config", "strip_context", "strip_levels"]

@@ -1,0 +1,314 @@
+"""Peer transport: the authenticated peer listener and one long-lived link per peer.
+
+The dialect (frames, messages, handshake) is docs/formats/wire.md, implemented sans I/O in
+respkv/cluster/wire.py; this module only moves its bytes over trio streams.
+
+* :class:`PeerServer` accepts connections on the peer port, runs the acceptor side of the
+  handshake (refusing and logging a peer that cannot prove the cluster secret), then answers
+  requests in arrival order with the local replica. Replies to a batch of requests read together
+  are sent after the batch's writes were handed to the OS (the node's durability contract).
+* :class:`PeerLink` is this node's one outbound connection to one peer address, owned by its
+  ``run`` task: it connects, authenticates, and reconnects after a failure (back-off
+  ``RECONNECT_BACKOFF_MS``). ``send`` queues a request (pipelined: no waiting for earlier
+  replies) and registers a callback that the reader task calls with the reply matched by
+  request id -- or with None when the connection breaks. ``send`` never blocks and never
+  awaits; a link that is not connected refuses at once, so a dead peer costs no time.
+
+Cancellation: a link's ``run`` and the server's tasks may be cancelled at any checkpoint; an
+outstanding request's callback is then called with None (never left dangling).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from respkv.cluster import wire
+from respkv.cluster.wire import FrameDecoder, HandshakeError, SelfConnection, WireError
+
+log = logging.getLogger("respkv.peer")
+
+READ_SIZE = 64 * 1024
+ReplyCallback = Callable[[wire.Reply | None], None]
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """Who this node is on the peer network. ``nonce`` returns n fresh random bytes (the node
+    passes ``os.urandom``; tests a seeded source)."""
+
+    node_id: str
+    dc: str
+    secret: bytes
+    advertise: str  # this node's own peer address host:port, announced in AUTH
+    nonce: Callable[[int], bytes]
+
+
+async def _next_frame(stream: Any, decoder: FrameDecoder) -> list[bytes]:
+    while True:
+        frame = decoder.next_frame()
+        if frame is not None:
+            return frame
+        data = await stream.receive_some(READ_SIZE)
+        if not data:
+            raise trio.BrokenResourceError("peer closed the connection")
+        decoder.feed(data)
+
+
+# -- the accepting side -----------------------------------------------------------------------------
+
+
+class PeerServer:
+    """Serves replica requests from authenticated peers.
+
+    ``handle(request) -> (ok, payload)`` is synchronous (the local replica); ``durable(seq)`` is
+    awaited before replies to a batch that wrote are sent (``seq``: the engine's ``last_seq``
+    before the batch); ``on_peer(node_id, dc, addr)`` is told of every authenticated peer.
+    """
+
+    def __init__(
+        self,
+        identity: PeerIdentity,
+        handle: Callable[[wire.Request], tuple[bool, bytes]],
+        last_seq: Callable[[], int],
+        durable: Callable[[int], Awaitable[None]],
+        on_peer: Callable[[str, str, str], None],
+    ) -> None:
+        self.identity = identity
+        self.handle = handle
+        self.last_seq = last_seq
+        self.durable = durable
+        self.on_peer = on_peer
+        self.stats = {"peer_connections_accepted": 0, "peer_connections_refused": 0,
+                      "peer_requests_served": 0, "peer_connections_open": 0}
+
+    async def run(self, listeners: list[Any], task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.serve_listeners(self._serve, listeners, task_status=task_status)
+
+    async def _serve(self, stream: Any) -> None:
+        try:
+            remote = "%s:%d" % stream.socket.getpeername()[:2]
+        except (OSError, AttributeError):
+            remote = "?"
+        ident = self.identity
+        acc = wire.Acceptor(ident.secret, ident.node_id, ident.nonce(16), ident.dc)
+        decoder = FrameDecoder()
+        try:
+            with trio.fail_after(wire.HANDSHAKE_TIMEOUT_MS / 1000):
+                await stream.send_all(acc.greeting())
+                frame = await _next_frame(stream, decoder)
+                try:
+                    welcome = acc.on_auth(frame)
+                except HandshakeError as e:
+                    self.stats["peer_connections_refused"] += 1
+                    log.warning("event=peer_refused remote=%s reason=%r", remote, e.detail)
+                    await stream.send_all(e.reply)
+                    return
+                await stream.send_all(welcome)
+        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError,
+                WireError, OSError) as e:
+            self.stats["peer_connections_refused"] += 1
+            log.warning("event=peer_refused remote=%s reason=%r", remote,
+                        f"handshake failed: {e!r}")
+            await trio.aclose_forcefully(stream)
+            return
+        assert acc.peer_id is not None
+        self.stats["peer_connections_accepted"] += 1
+        self.stats["peer_connections_open"] += 1
+        log.info("event=peer_accepted remote=%s node=%s", remote, acc.peer_id)
+        self.on_peer(acc.peer_id, acc.peer_dc, acc.peer_addr)
+        try:
+            await self._serve_requests(stream, decoder)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        except WireError as e:
+            log.warning("event=peer_protocol_error node=%s error=%r", acc.peer_id, str(e))
+        finally:
+            self.stats["peer_connections_open"] -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _serve_requests(self, stream: Any, decoder: FrameDecoder) -> None:
+        handle = self.handle
+        stats = self.stats
+        while True:
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                return
+            decoder.feed(data)
+            seq_before = self.last_seq()
+            out = bytearray()
+            while (frame := decoder.next_frame()) is not None:
+                req = wire.decode_request(frame)
+                ok, payload = handle(req)
+                stats["peer_requests_served"] += 1
+                out += wire.encode_reply(req.req_id, ok, payload)
+            if self.last_seq() != seq_before:
+                await self.durable(seq_before)
+            if out:
+                await stream.send_all(out)
+
+
+# -- the initiating side ----------------------------------------------------------------------------
+
+
+class PeerLink:
+    """This node's one outbound connection to the peer at ``host:port``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        identity: PeerIdentity,
+        on_identified: Callable[[PeerLink], None],
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.identity = identity
+        self.on_identified = on_identified
+        self.peer_id: str | None = None  # learned from the handshake
+        self.peer_dc = ""
+        self.connected = False
+        self.is_self = False  # the address is this node's own peer port
+        self._pending: dict[int, ReplyCallback] = {}
+        self._next_id = 0
+        self._outbox = bytearray()
+        self._wake = trio.Event()
+        self.stats = {"connects": 0, "connect_failures": 0, "disconnects": 0,
+                      "requests_sent": 0, "requests_refused": 0, "replies": 0}
+        self.last_error = ""
+        self._decoder = FrameDecoder()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def statistics(self) -> dict[str, Any]:
+        return {"address": self.address, "node": self.peer_id or "", "connected": self.connected,
+                "outstanding": len(self._pending), "last_error": self.last_error, **self.stats}
+
+    # -- the request API (sync; never blocks) --
+    def send(self, build: Callable[[int], bytes], callback: ReplyCallback) -> int:
+        """Queue the request ``build(req_id)``; ``callback`` gets the reply (or None if the
+        connection breaks first). Returns the request id, or 0 (and does not call back) when
+        the link is not connected."""
+        if not self.connected:
+            self.stats["requests_refused"] += 1
+            return 0
+        self._next_id += 1
+        req_id = self._next_id
+        self._pending[req_id] = callback
+        self._outbox += build(req_id)
+        self.stats["requests_sent"] += 1
+        self._wake.set()
+        return req_id
+
+    def forget(self, req_id: int) -> None:
+        """The caller stopped waiting (deadline): drop the callback; a late reply is ignored."""
+        self._pending.pop(req_id, None)
+
+    # -- the owner task --
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        backoff = wire.RECONNECT_BACKOFF_MS / 1000
+        while True:
+            stream = await self._connect()
+            if stream is None:
+                if self.is_self:
+                    return
+                await trio.sleep(backoff)
+                continue
+            self.connected = True
+            self.stats["connects"] += 1
+            self.last_error = ""
+            log.info("event=peer_connected address=%s node=%s", self.address, self.peer_id)
+            self.on_identified(self)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._guard, self._reader, stream, nursery.cancel_scope)
+                    nursery.start_soon(self._guard, self._writer, stream, nursery.cancel_scope)
+            finally:
+                self.connected = False
+                self.stats["disconnects"] += 1
+                self._fail_pending()
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+            log.warning("event=peer_disconnected address=%s node=%s error=%r", self.address,
+                        self.peer_id, self.last_error)
+            await trio.sleep(backoff)
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        self._outbox = bytearray()
+        for cb in pending.values():
+            cb(None)
+
+    async def _connect(self) -> Any:
+        ident = self.identity
+        try:
+            stream = await trio.open_tcp_stream(self.host, self.port)
+        except OSError as e:
+            self.stats["connect_failures"] += 1
+            self.last_error = f"connect: {e.strerror or e}"
+            return None
+        ini = wire.Initiator(ident.secret, ident.node_id, ident.nonce(16), ident.advertise,
+                             ident.dc)
+        decoder = FrameDecoder()
+        try:
+            with trio.fail_after(wire.HANDSHAKE_TIMEOUT_MS / 1000):
+                await stream.send_all(ini.on_greeting(await _next_frame(stream, decoder)))
+                ini.on_welcome(await _next_frame(stream, decoder))
+        except SelfConnection:
+            self.is_self = True
+            await trio.aclose_forcefully(stream)
+            return None
+        except HandshakeError as e:
+            self.stats["connect_failures"] += 1
+            self.last_error = e.detail
+            log.warning("event=peer_refused address=%s reason=%r", self.address, e.detail)
+            await trio.aclose_forcefully(stream)
+            return None
+        except (trio.TooSlowError, trio.BrokenResourceError, OSError, WireError) as e:
+            self.stats["connect_failures"] += 1
+            self.last_error = f"handshake: {e!r}"
+            await trio.aclose_forcefully(stream)
+            return None
+        self.peer_id = ini.peer_id
+        self.peer_dc = ini.peer_dc
+        self._decoder = decoder
+        return stream
+
+    async def _guard(self, fn: Any, stream: Any, scope: trio.CancelScope) -> None:
+        """Run the reader or the writer; any connection failure ends both (and the link)."""
+        try:
+            await fn(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, WireError) as e:
+            self.last_error = repr(e)
+        finally:
+            scope.cancel()
+
+    async def _reader(self, stream: Any) -> None:
+        decoder = self._decoder
+        while True:
+            while (frame := decoder.next_frame()) is not None:
+                reply = wire.decode_reply(frame)
+                self.stats["replies"] += 1
+                cb = self._pending.pop(reply.req_id, None)
+                if cb is not None:
+                    cb(reply)
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                raise trio.BrokenResourceError("peer closed the connection")
+            decoder.feed(data)
+
+    async def _writer(self, stream: Any) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            if not self._outbox:
+                continue
+            data, self._outbox = self._outbox, bytearray()
+            await stream.send_all(data)
