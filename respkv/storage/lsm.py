@@ -90,6 +90,7 @@ from respkv.storage.sstable import (
     TableBuilder,
     TableReader,
     parse_keys,
+    parsed_extra,
     search_raw,
 )
 
@@ -538,13 +539,20 @@ class LSMEngine:
             else:
                 cache_d.move_to_end(base + i)
                 keys = blk[0]
-                if keys is None:  # second touch: worth parsing
-                    charge = blk[3]
-                    keys = parse_keys(blk)
-                    self._cache.grew(blk[3] - charge)
-                j = bisect_left(keys, key)
-                if j == len(keys) or keys[j] != key:
-                    j = -1
+                if keys is None:
+                    cache = self._cache
+                    # Second touch: parse (a key list bisected in C) if that fits without
+                    # evicting anything; a full cache keeps more blocks raw instead.
+                    if cache.used + parsed_extra(blk) <= cache.capacity:
+                        charge = blk[3]
+                        keys = parse_keys(blk)
+                        cache.grew(blk[3] - charge)
+                if keys is None:
+                    j = search_raw(blk, key)
+                else:
+                    j = bisect_left(keys, key)
+                    if j == len(keys) or keys[j] != key:
+                        j = -1
             if j >= 0:
                 self._bloom_negatives += neg
                 self._bloom_true_positives += 1

@@ -98,9 +98,10 @@ class TableProps:
 class BlockCache:
     """A bounded LRU of data blocks, keyed by (table number << 32 | block index). A block enters
     in raw form (bytes plus its offset array: cheap to load, searched by slicing keys on demand)
-    and is upgraded to parsed form (plus a list of its keys, bisected in C) when it is hit again,
-    so one-off reads never pay for parsing. ``charge`` (element 3) approximates the Python memory
-    the block holds in its current form."""
+    and is upgraded to parsed form (plus a list of its keys, bisected in C) when it is hit again
+    and the upgrade fits without evicting anything, so one-off reads never pay for parsing and a
+    full cache holds more (raw) blocks rather than churning. ``charge`` (element 3) approximates
+    the Python memory the block holds in its current form."""
 
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
@@ -143,6 +144,11 @@ def raw_block(data: bytes, path: str, offset: int) -> list:
     return [None, both, data, len(data) + 48 * n + 120]
 
 
+def parsed_extra(blk: list) -> int:
+    """How many more bytes a raw block is charged once parsed."""
+    return 56 * (len(blk[1]) >> 1) + 56
+
+
 def parse_keys(blk: list) -> list[bytes]:
     """Upgrade a raw block to the *parsed* form in place (blk[0] = the list of its keys, for
     C-speed bisection); returns the keys. Adds the keys' memory to blk[3]."""
@@ -151,7 +157,7 @@ def parse_keys(blk: list) -> list[bytes]:
     n = len(both) >> 1
     keys = [data[o + _HDR : o + _HDR + kl] for o, kl in zip(both[:n], both[n:])]
     blk[0] = keys
-    blk[3] += 56 * n + 56
+    blk[3] += parsed_extra(blk)
     return keys
 
 
