@@ -201,6 +201,12 @@ class RequestParser:
             and data[:1] == b"*"
             and not self.auth_required
             and _BIG_AGGREGATE.search(data) is None
+            # hiredis also reads RESP3 sets, pushes and attributes (~ > |) and hands back a
+            # plain list for them, where redis-server sees an inline command: such reads go
+            # to the reference parser (memchr-fast checks; values rarely hold these bytes).
+            and b"~" not in data
+            and b">" not in data
+            and b"|" not in data
         ):
             reader = self._reader
             reader.feed(data)
