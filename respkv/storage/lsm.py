@@ -68,7 +68,6 @@ from respkv.storage.format import (
     LOG_PUT_FIXED,
     RECORD_HEADER,
     log_name,
-    manifest_name,
     parse_file_name,
     table_name,
 )
