@@ -101,6 +101,7 @@ class FaultFileSystem:
         self.reads = 0
         self.space_left: int | None = None  # None: unlimited
         self.eio_paths: set[str] = set()
+        self._locks: set[tuple[int, str]] = set()
 
     # -- fault control ------------------------------------------------------------------------
     def crash_after(self, k: int) -> None:
@@ -268,6 +269,25 @@ class FaultFileSystem:
 
     def join(self, directory: str, name: str) -> str:
         return f"{directory}/{name}"
+
+    def lock(self, path: str) -> object:
+        # In-memory: locks are per FaultFileSystem (one "machine"); a crash releases them.
+        with self._lock:
+            key = (self._generation, path)
+            if key in self._locks:
+                raise BlockingIOError(f"{path} is locked")
+            self._locks.add(key)
+            return key
+
+    def unlock(self, handle: object) -> None:
+        with self._lock:
+            self._locks.discard(handle)  # type: ignore[arg-type]
+
+    def kill_process(self) -> None:
+        """The process died without closing anything: its locks go, its written (not only its
+        synced) bytes stay — the OS still has them. Test helper."""
+        with self._lock:
+            self._locks.clear()
 
     # -- test helpers (not part of the FileSystem protocol) -----------------------------------
     def corrupt(self, path: str, offset: int, xor: int = 0x01) -> None:

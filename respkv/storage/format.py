@@ -104,6 +104,7 @@ MANIFEST_FORMAT_VERSION = 1
 
 # -- file names -----------------------------------------------------------------------------------
 CURRENT = "CURRENT"
+LOCK = "LOCK"  # held (flock) while an engine has the directory open
 TEMP_SUFFIX = ".tmp"
 
 

@@ -86,6 +86,13 @@ class FileSystem(Protocol):
 
     def join(self, directory: str, name: str) -> str: ...
 
+    def lock(self, path: str) -> object:
+        """Take an exclusive lock on ``path`` (created if missing) for the life of the returned
+        handle (release with ``unlock``); raise BlockingIOError if another process holds it."""
+        ...
+
+    def unlock(self, handle: object) -> None: ...
+
 
 # -- the real one -------------------------------------------------------------------------------
 
@@ -189,6 +196,24 @@ class OSFileSystem:
 
     def join(self, directory: str, name: str) -> str:
         return os.path.join(directory, name)
+
+    def lock(self, path: str) -> object:
+        import fcntl
+
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise BlockingIOError(f"{path} is locked by another process") from None
+        return fd
+
+    def unlock(self, handle: object) -> None:
+        import fcntl
+
+        assert isinstance(handle, int)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        os.close(handle)
 
 
 def enospc(path: str) -> OSError:

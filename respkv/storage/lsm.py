@@ -62,6 +62,7 @@ from respkv.storage.format import (
     ENTRY_HEADER,
     ENTRY_HEADER_SIZE,
     KIND_PUT,
+    LOCK,
     LOG_DELETE,
     LOG_DELETE_FIXED,
     LOG_PUT,
@@ -200,6 +201,17 @@ class LSMEngine:
         self._recovered_ops = 0
 
         fs.mkdir(path)
+        self._dir_lock = fs.lock(fs.join(path, LOCK))
+        try:
+            self._recover(skip_corrupt)
+        except BaseException:
+            fs.unlock(self._dir_lock)
+            raise
+
+    def _recover(self, skip_corrupt: bool) -> None:
+        fs = self._fs
+        path = self._dir
+        memtable_bytes = self._memtable_bytes
         current = read_current(fs, path)
         mstate = read_manifest(fs, fs.join(path, current)) if current else ManifestState()
         names = fs.listdir(path)
@@ -839,6 +851,7 @@ class LSMEngine:
             self._manifest.close()
             for t in self._state.tables:
                 t.close()
+            self._fs.unlock(self._dir_lock)
 
 
 def _live(sources: list[Iterator[Entry]], rts: list[RangeTombstone]) -> Iterator[tuple[bytes, Record]]:

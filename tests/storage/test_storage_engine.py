@@ -174,6 +174,7 @@ def test_torn_log_tail_is_truncated_and_recovered(fs: FaultFileSystem) -> None:
     for i in range(10):
         e.put(b"k%d" % i, b"v")
     e.sync()
+    fs.kill_process()
     path = _one_log(fs)
     fs.chop(path, fs.size(path) - 5)  # the last record loses its tail
     e = open_engine(fs, memtable_bytes=1 << 20)
@@ -186,6 +187,7 @@ def test_bad_record_mid_log_names_file_and_offset_or_is_skipped(fs: FaultFileSys
     for i in range(10):
         e.put(b"k%d" % i, b"value")
     e.sync()
+    fs.kill_process()
     path = _one_log(fs)
     rec_len = fs.size(path) // 10
     fs.corrupt(path, 3 * rec_len + RECORD_HEADER_SIZE + 2)  # inside the 4th record
@@ -275,6 +277,20 @@ def test_stats_fields(fs: FaultFileSystem) -> None:
         assert f in s
     assert s["write_amplification"] > 0.5 and s["bloom_checks"] > 0
     assert 0 <= s["bloom_false_positive_rate"] < 0.05
+
+
+def test_a_directory_is_opened_by_one_engine_at_a_time(fs: FaultFileSystem, tmp_path: object) -> None:
+    e = open_engine(fs)
+    with pytest.raises(BlockingIOError):
+        open_engine(fs)
+    e.close()
+    open_engine(fs).close()
+    path = str(tmp_path)
+    e = LSMEngine.open(path)
+    with pytest.raises(BlockingIOError):
+        LSMEngine.open(path)
+    e.close()
+    LSMEngine.open(path).close()
 
 
 def test_real_file_system(tmp_path: object) -> None:
