@@ -184,6 +184,7 @@ def strip_levels(spec: CommandSpec, args: list[bytes]) -> tuple[list[bytes], Lev
     """
     read = write = None
     arity = spec.arity
+    original = args
     for _ in range(2):
         n = len(args)
         if n < 4:
@@ -191,7 +192,7 @@ def strip_levels(spec: CommandSpec, args: list[bytes]) -> tuple[list[bytes], Lev
         word = args[-2].upper()
         if word != b"R" and word != b"W":
             break
-        if (n - 2 != arity) if arity > 0 else (n - 2 < -arity):
+        if n - 2 < abs(arity):
             break
         try:
             level = parse_level(args[-1])
@@ -206,6 +207,8 @@ def strip_levels(spec: CommandSpec, args: list[bytes]) -> tuple[list[bytes], Lev
                 break
             write = level
         args = args[:-2]
+    if arity > 0 and len(args) != arity:
+        return original, None, None  # a fixed-arity command keeps its (wrong) arguments
     return args, read, write
 
 
@@ -432,7 +435,7 @@ class Cluster:
                 rep.apply_raw(req.db, req.key, req.sibling_set)
                 return True, b""
             if type(req) is wire.CoordinateWrite:
-                ctx = V.decode_context_bytes(req.context) if req.context else None
+                ctx = V.decode_context(req.context) if req.context else None
                 new = rep.coordinate(req.db, req.key, req.value, req.expire_at_ms, ctx)
                 return True, V.encode_sibling_set(new)
             if type(req) is wire.Ping:
@@ -440,6 +443,9 @@ class Cluster:
         except ValueError as e:  # corrupt set or context from the peer
             log.warning("event=peer_request_failed sender=%s error=%r", req.sender, str(e))
             return False, str(e).encode()
+        except Exception:  # a bug must cost one request, not the peer connection or the node
+            log.exception("event=peer_request_failed sender=%s", req.sender)
+            return False, b"internal error (logged)"
         return False, b"unknown request kind"
 
     # -- coordination --
@@ -649,7 +655,7 @@ class Cluster:
         """Not a replica of ``key``: the first contact coordinates (CW) and returns the new set,
         which then goes to the other contacts. If it fails, the write is not made at all."""
         first, rest = p.contacts[0], p.contacts[1:]
-        ctx = V.encode_context_bytes(context) if context is not None else b""
+        ctx = V.encode_context(context).encode() if context is not None else b""
         ts = self.node.clock_ms()
 
         def coordinated(payload: bytes) -> None:
@@ -693,8 +699,8 @@ class Cluster:
             "up_nodes": len(up),
             "n_replicas": s.n,
             "n_effective": n_eff,
-            "n_capped": (f"yes (N={s.n} capped at {n_eff}: the cluster has {len(self.ring)} "
-                         f"node{'s' if len(self.ring) != 1 else ''})") if n_eff < s.n else "no",
+            "n_capped": (f"yes: {s.n} capped at {n_eff} as the cluster has {len(self.ring)} "
+                         f"node{'s' if len(self.ring) != 1 else ''}") if n_eff < s.n else "no",
             "read_consistency": format_level(s.read_level),
             "write_consistency": format_level(s.write_level),
             "request_timeout_ms": s.timeout_ms,

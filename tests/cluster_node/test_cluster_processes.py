@@ -1,0 +1,356 @@
+"""A cluster of real `respkv server` processes behind unmodified redis-py clients.
+
+Every test starts its own nodes on free loopback ports and stops them by PID (conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import redis
+
+from respkv.cluster import wire
+from respkv.testing.procs import free_port, start_respkv
+
+from respkv.testing.cluster import SECRET, LocalCluster, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def siblings(c: redis.Redis, key: str) -> tuple[bytes, list[dict]]:
+    reply = c.execute_command("SIBLINGS", key)
+    if isinstance(reply, list):  # RESP2: flat map
+        reply = dict(zip(reply[::2], reply[1::2], strict=True))
+        sibs = [dict(zip(s[::2], s[1::2], strict=True)) for s in reply[b"siblings"]]
+    else:
+        sibs = reply[b"siblings"]
+    return reply[b"context"], sibs
+
+
+def test_every_node_sees_the_same_data(cluster3: LocalCluster) -> None:
+    clients = [cluster3.client(i) for i in range(3)]
+    for i in range(30):
+        assert clients[i % 3].set(f"k{i}", f"v{i}")
+    for c in clients:
+        assert c.mget([f"k{i}" for i in range(30)]) == [f"v{i}".encode() for i in range(30)]
+        assert c.get("missing") is None
+    assert clients[0].incr("counter") == 1
+    assert clients[1].incr("counter") == 2
+    assert clients[2].incrby("counter", 10) == 12
+    assert clients[1].append("k0", "+") == 3
+    assert clients[2].get("k0") == b"v0+"
+    assert clients[0].delete("k1", "k2", "nope") == 2
+    assert clients[1].exists("k1", "k2", "k3") == 1
+    assert clients[2].set("ttl", "x", px=200)
+    assert 0 < clients[0].pttl("ttl") <= 200
+    wait_until(lambda: clients[1].get("ttl") is None, 5, "the TTL to pass")
+    assert clients[0].set("nx", "1", nx=True) and not clients[1].set("nx", "2", nx=True)
+    assert clients[2].getdel("nx") == b"1" and clients[0].get("nx") is None
+    # RESP3 clients too, and the decoded-responses mode.
+    c3 = redis.Redis(port=cluster3.ports[1], protocol=3, decode_responses=True)
+    assert c3.get("k3") == "v3"
+    # redis-cli, when installed.
+    cli = shutil.which("redis-cli")
+    if cli:
+        out = subprocess.run([cli, "-p", str(cluster3.ports[2]), "GET", "k4"],
+                             capture_output=True, text=True, timeout=10)
+        assert out.stdout.strip() == "v4"
+
+
+def test_whole_keyspace_commands_say_so(cluster3: LocalCluster) -> None:
+    c = cluster3.client(0)
+    for cmd in (("KEYS", "*"), ("SCAN", "0"), ("DBSIZE",), ("FLUSHDB",), ("RANDOMKEY",)):
+        with pytest.raises(redis.ResponseError, match="not supported in cluster mode"):
+            c.execute_command(*cmd)
+    with pytest.raises(redis.ResponseError, match="not atomic across replicas"):
+        c.execute_command("RENAME", "a", "b")
+    assert c.ping() and c.select(3) if hasattr(c, "select") else True
+
+
+def test_read_your_writes_across_coordinators_when_w_plus_r_exceeds_n(
+    cluster3: LocalCluster,
+) -> None:
+    clients = [cluster3.client(i) for i in range(3)]
+    for i in range(100):
+        writer, reader = clients[i % 3], clients[(i + 1) % 3]
+        assert writer.execute_command("SET", "ryw", str(i), "W", "2")
+        assert reader.execute_command("GET", "ryw", "R", "2") == str(i).encode()
+
+
+def test_stale_read_when_w_plus_r_does_not_exceed_n(cluster3: LocalCluster) -> None:
+    a, c = cluster3.client(0), None
+    assert a.execute_command("SET", "stale", "old", "W", "ALL")
+    cluster3.kill(2)
+    cluster3.wait_converged([0, 1])
+    assert a.execute_command("SET", "stale", "new", "W", "1")  # W=1, R=1: 1+1 <= 3
+    cluster3.restart(2)
+    cluster3.wait_converged()
+    c = cluster3.client(2)
+    assert c.execute_command("GET", "stale", "R", "1") == b"old"  # the stale read
+    assert c.execute_command("GET", "stale", "R", "ALL") == b"new"
+    # ... and the R=ALL read repaired node 2's copy.
+    wait_until(lambda: c.execute_command("GET", "stale", "R", "1") == b"new", 5, "read repair")
+
+
+def test_writes_survive_n_minus_w_dead_replicas_and_fail_clearly_beyond(
+    cluster3: LocalCluster,
+) -> None:
+    a = cluster3.client(0)
+    b = cluster3.client(1)
+    cluster3.kill(2)
+    cluster3.wait_converged([0, 1])
+    for i in range(20):
+        assert a.execute_command("SET", f"w{i}", "x", "W", "2")
+        assert b.execute_command("GET", f"w{i}", "R", "2") == b"x"
+    with pytest.raises(redis.ResponseError, match=r"NOREPLICAS Not enough replicas up: needed 3"):
+        a.execute_command("SET", "w0", "y", "W", "ALL")
+    cluster3.kill(1)
+    cluster3.wait_converged([0])
+    t0 = time.monotonic()
+    with pytest.raises(redis.ResponseError) as e:
+        a.set("w1", "z")  # default W = QUORUM = 2
+    assert "NOREPLICAS" in str(e.value) and "needed 2" in str(e.value)
+    with pytest.raises(redis.ResponseError, match="NOREPLICAS"):
+        a.get("w1")  # default R = QUORUM = 2
+    assert time.monotonic() - t0 < 1.0  # dead peers cost nothing: refused at once
+    assert a.execute_command("GET", "w1", "R", "1") == b"x"  # its own copy answers R=1
+
+
+def test_an_unresponsive_replica_fails_the_write_at_the_deadline(cluster3: LocalCluster) -> None:
+    a = cluster3.client(0)
+    cluster3.pause(2)  # connected but silent: only the deadline can tell
+    try:
+        assert a.execute_command("SET", "p", "1", "W", "2")  # n0 + n1 suffice
+        t0 = time.monotonic()
+        with pytest.raises(redis.ResponseError) as e:
+            a.execute_command("SET", "p", "2", "W", "ALL")
+        elapsed = time.monotonic() - t0
+        assert str(e.value) == ("NOREPLICAS Not enough replicas: needed 3, answered 2 "
+                                "(the write may still be applied on some replicas)")
+        assert 0.9 < elapsed < 3.0  # request_timeout_ms = 1000
+        with pytest.raises(redis.ResponseError, match="needed 3, answered 2"):
+            a.execute_command("GET", "p", "R", "ALL")
+        assert a.execute_command("GET", "p", "R", "2") == b"2"  # it may still be applied
+    finally:
+        cluster3.resume(2)
+
+
+def test_concurrent_writes_become_siblings_and_set_context_resolves_them(
+    cluster3: LocalCluster,
+) -> None:
+    a, b = cluster3.client(0), cluster3.client(1)
+    assert a.set("doc", "v0")
+    ctx0, sibs = siblings(a, "doc")
+    assert [s[b"value"] for s in sibs] == [b"v0"]
+    # Two clients read the same version and write through different coordinators.
+    assert a.execute_command("SET", "doc", "from-a", "CONTEXT", ctx0)
+    assert b.execute_command("SET", "doc", "from-b", "CONTEXT", ctx0)
+    ctx, sibs = siblings(cluster3.client(2), "doc")
+    assert sorted(s[b"value"] for s in sibs) == [b"from-a", b"from-b"]
+    assert a.get("doc") in (b"from-a", b"from-b")  # the deterministic winner
+    assert a.get("doc") == b.get("doc") == cluster3.client(2).get("doc")
+    # Writing back with the context that saw both resolves them.
+    assert b.execute_command("SET", "doc", "merged", "CONTEXT", ctx)
+    _, sibs = siblings(a, "doc")
+    assert [s[b"value"] for s in sibs] == [b"merged"]
+    with pytest.raises(redis.ResponseError, match="invalid causal context"):
+        a.execute_command("SET", "doc", "x", "CONTEXT", "garbage!")
+    # RESP3: a map.
+    r3 = redis.Redis(port=cluster3.ports[0], protocol=3)
+    reply = r3.execute_command("SIBLINGS", "doc")
+    assert isinstance(reply, dict) and reply[b"siblings"][0][b"value"] == b"merged"
+
+
+def test_a_sequential_writer_never_makes_siblings(cluster3: LocalCluster) -> None:
+    clients = [cluster3.client(i) for i in range(3)]
+    for i in range(30):
+        assert clients[i % 3].set("seq", str(i))
+    _, sibs = siblings(clients[0], "seq")
+    assert [s[b"value"] for s in sibs] == [b"29"]
+
+
+def test_no_sibling_explosion_with_interleaved_read_modify_write(cluster3: LocalCluster) -> None:
+    """Riak's DVV motivation: two clients interleave read (SIBLINGS) / write (SET CONTEXT)
+    through different coordinators; siblings stay at the truly concurrent writes (2)."""
+    c1, c2 = cluster3.client(0), cluster3.client(1)
+    assert c1.set("cart", "start")
+    counts = []
+    for rnd in range(15):
+        ctx1, _ = siblings(c1, "cart")
+        ctx2, _ = siblings(c2, "cart")
+        assert c1.execute_command("SET", "cart", f"c1-{rnd}", "CONTEXT", ctx1)
+        assert c2.execute_command("SET", "cart", f"c2-{rnd}", "CONTEXT", ctx2)
+        _, sibs = siblings(cluster3.client(2), "cart")
+        counts.append(len(sibs))
+        assert sorted(s[b"value"] for s in sibs) == sorted([f"c1-{rnd}".encode(),
+                                                             f"c2-{rnd}".encode()])
+    assert max(counts) == 2
+
+
+def as_map(reply: object) -> dict:
+    if isinstance(reply, list):
+        return dict(zip(reply[::2], reply[1::2], strict=True))
+    assert isinstance(reply, dict)
+    return reply
+
+
+def test_consistency_command_and_per_request_levels(cluster3: LocalCluster) -> None:
+    a = cluster3.client(0)
+    assert as_map(a.execute_command("CONSISTENCY")) == {
+        b"read": b"QUORUM (default)", b"write": b"QUORUM (default)", b"n": 3}
+    assert a.execute_command("CONSISTENCY", "READ", "ONE", "WRITE", "ALL") in (b"OK", True)
+    assert as_map(a.execute_command("CONSISTENCY"))[b"read"] == b"ONE"
+    assert as_map(a.execute_command("CONSISTENCY"))[b"write"] == b"ALL"
+    assert a.execute_command("CONSISTENCY", "R", "2", "W", "default") in (b"OK", True)
+    levels = as_map(a.execute_command("CONSISTENCY"))
+    assert (levels[b"read"], levels[b"write"]) == (b"2", b"QUORUM (default)")
+    with pytest.raises(redis.ResponseError, match="exceeds the replication factor 3"):
+        a.execute_command("CONSISTENCY", "W", "4")
+    with pytest.raises(redis.ResponseError, match="exceeds the replication factor 3"):
+        a.execute_command("GET", "k", "R", "4")
+    assert a.execute_command("SET", "k", "v", "EX", "100", "W", "3") is True
+    assert a.execute_command("MSET", "m1", "1", "m2", "2", "W", "ALL") is True
+    assert a.execute_command("MGET", "m1", "m2", "R", "ONE") == [b"1", b"2"]
+    assert a.execute_command("DEL", "m1", "m2", "W", "QUORUM") == 2
+    assert a.execute_command("GETDEL", "k", "R", "1", "W", "2") == b"v"
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        a.execute_command("SET", "k", "R", "1")  # not an option here: Redis's own error
+    stats = cluster3.info(0)
+    assert "write_3" in stats and "read_one" in stats
+
+
+def test_wrong_secret_peer_is_refused(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    good = make_cluster(1)
+    assert good.info(0)["n_capped"].startswith("yes: 3 capped at 1")
+    peer_port = good.ports[0] + 10000
+    # A node with another secret seeds itself at the good node: refused, never in its ring.
+    bad_dir = tempfile.mkdtemp(prefix="respkv-bad-")
+    secret = os.path.join(bad_dir, "secret")
+    with open(secret, "w") as f:
+        f.write("a different secret entirely, 32b\n")
+    bad = start_respkv("--node-id", "intruder", "--cluster-secret-file", secret, "--seed",
+                       f"127.0.0.1:{peer_port}", data_dir=bad_dir, engine="memory")
+    try:
+        wait_until(lambda: good.info(0)["peer_connections_refused"] >= 1, 10, "a refusal")
+        assert good.info(0)["ring_nodes"] == 1
+        assert "intruder" not in str(good.info(0))
+        assert "event=peer_refused" in good.nodes[0].log()  # type: ignore[union-attr]
+        assert redis.Redis(port=bad.port).info("cluster")["up_nodes"] == 1
+    finally:
+        bad.stop()
+    # By hand: a forged AUTH gets DENIED and the connection is closed.
+    with socket.create_connection(("127.0.0.1", peer_port), timeout=5) as s:
+        dec = wire.FrameDecoder()
+        greeting = None
+        while greeting is None:
+            dec.feed(s.recv(4096))
+            greeting = dec.next_frame()
+        assert greeting[0] == wire.GREETING and greeting[2] == b"n0"
+        s.sendall(wire.encode_frame([b"AUTH", b"mallory", b"dc1", b"N" * 16, b"", b"\0" * 32]))
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        assert data == wire.encode_frame([b"DENIED", b"authentication failed"])
+    # Not speaking the dialect at all: the handshake times out or fails, the node keeps serving.
+    with socket.create_connection(("127.0.0.1", peer_port), timeout=5) as s:
+        s.sendall(b"PING\r\n")
+    assert good.client(0).set("still", "serving")
+
+
+def test_a_lone_cluster_node_caps_n(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster(1)
+    a = c.client(0)
+    info = c.info(0)
+    assert info["n_effective"] == 1 and info["n_replicas"] == 3
+    assert a.set("x", "1") and a.get("x") == b"1"  # QUORUM scales to 1
+    assert a.execute_command("GET", "x", "R", "ALL") == b"1"
+    with pytest.raises(redis.ResponseError, match="exceeds the replication factor 1"):
+        a.execute_command("SET", "x", "2", "W", "2")
+
+
+def test_five_nodes_coordinators_that_are_not_replicas(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster(5, engine="memory")
+    clients = [c.client(i) for i in range(5)]
+    for i in range(60):
+        assert clients[i % 5].set(f"k{i}", f"v{i}")
+        assert clients[(i + 2) % 5].get(f"k{i}") == f"v{i}".encode()
+        assert clients[(i + 3) % 5].incr(f"n{i}") == 1
+    total = sum(c.info(i)["coordinated_writes"] for i in range(5))
+    assert total >= 120
+    # Every key's versions live on exactly N=3 nodes.
+    for i in range(60):
+        _, sibs = siblings(clients[0], f"k{i}")
+        assert len(sibs) == 1
+    killed = 4
+    c.kill(killed)
+    c.wait_converged([0, 1, 2, 3])
+    for i in range(60):
+        assert clients[i % 4].get(f"k{i}") == f"v{i}".encode()
+
+
+def test_cluster_up_starts_reports_and_stops_nodes() -> None:
+    base = free_port()
+    while any(_busy(base + i) or _busy(base + i + 10000) for i in range(3)):
+        base = free_port()
+    root = tempfile.mkdtemp(prefix="respkv-up-")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "respkv.cli", "cluster", "up", "-n", "3", "--base-port", str(base),
+         "--dir", root, "--engine", "memory"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        while not any("cluster of 3 up" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        pids = [int(line.split("pid ")[1].split()[0]) for line in lines if line.startswith("node")]
+        assert len(pids) == 3
+        assert sum(f"redis://127.0.0.1:{base + i}" in "".join(lines) for i in range(3)) == 3
+        clients = [redis.Redis(port=base + i, socket_timeout=5) for i in range(3)]
+
+        def converged() -> bool:
+            return all(c.info("cluster")["up_nodes"] == 3 for c in clients)
+
+        wait_until(converged, 20, "cluster up to converge")
+        assert clients[0].set("hello", "world") and clients[2].get("hello") == b"world"
+        os.kill(pids[2], signal.SIGKILL)
+        line = proc.stdout.readline()
+        assert "node3" in line and "left down" in line
+        wait_until(lambda: clients[0].info("cluster")["up_nodes"] == 2, 10, "node3 down")
+        assert clients[1].get("hello") == b"world"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert out.count("stopped") == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _busy(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def test_secret_is_required_in_cluster_mode() -> None:
+    out = subprocess.run([sys.executable, "-m", "respkv.cli", "server", "--node-id", "x",
+                          "--engine", "memory"], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2 and "cluster_secret_file" in out.stderr
+    assert SECRET  # (the fixture's secret is long enough)
