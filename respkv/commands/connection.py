@@ -63,10 +63,9 @@ def auth(client: Client, args: list[bytes]) -> Any:
 
 @cmd("select", 2, "fast", group="connection", summary="Change the selected database")
 def select(client: Client, args: list[bytes]) -> Any:
-    try:
-        db = parse_int(args[1], "ERR value is not an integer or out of range")
-    except CommandError:
-        raise CommandError(E.NOT_INTEGER) from None
+    db = parse_int(args[1])
+    if db < -(1 << 31) or db >= 1 << 31:  # getIntFromObjectOrReply
+        raise CommandError(E.INT_RANGE % (-(1 << 31), (1 << 31) - 1))
     if db < 0 or db >= len(client.server.dbs):
         raise CommandError(E.DB_INDEX)
     client.select(db)

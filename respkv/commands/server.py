@@ -165,7 +165,7 @@ class Container:
         if spec is None:
             raise CommandError(
                 E.UNKNOWN_SUBCOMMAND
-                % (args[1].decode("utf-8", "replace")[:128], args[0].decode("utf-8", "replace").upper())
+                % (E.arg_text(args[1]), E.arg_text(args[0]).upper())
             )
         if not spec.arity_ok(len(args)):
             raise CommandError(E.WRONG_ARGS % spec.name)
@@ -1020,12 +1020,23 @@ _CFG_FLAGS = "admin noscript loading stale"
     "O(N) when N is the number of configuration parameters provided",
 )
 def config_get(client: Client, args: list[bytes]) -> Any:
+    # redis-server 7.0 configGetCommand: a name without glob characters is looked up directly
+    # and answered under the spelling the client typed; globs answer under the canonical name.
+    # One entry per setting, the first pattern that names it wins.
     everything = config_get_all(client.server)
+    seen: set[str] = set()
     out: dict[bytes, bytes] = {}
     for pattern in args[2:]:
+        if not any(c in pattern for c in b"[*?"):
+            name = pattern.lower().decode("latin-1")
+            if name in everything and name not in seen:
+                seen.add(name)
+                out[pattern] = everything[name].encode()
+            continue
         for name, value in everything.items():
             bname = name.encode()
-            if bname not in out and glob_match(pattern, bname, nocase=True):
+            if name not in seen and glob_match(pattern, bname, nocase=True):
+                seen.add(name)
                 out[bname] = value.encode()
     return out
 
@@ -1043,7 +1054,7 @@ def config_set(client: Client, args: list[bytes]) -> Any:
     seen: set[str] = set()
     for i in range(2, len(args), 2):
         name = args[i].lower().decode("utf-8", "replace")
-        shown = args[i].decode("utf-8", "replace")
+        shown = E.arg_text(args[i], None)
         if name in REDIS_ONLY_CONFIG:
             if args[i + 1].decode("utf-8", "replace") != REDIS_ONLY_CONFIG[name](server):
                 raise CommandError(E.INVALID_CONFIG % (shown, E.CONFIG_FIXED_BY_RESPKV))
@@ -1122,7 +1133,7 @@ _SLOW_FLAGS = "admin loading stale"
 )
 def slowlog_get(client: Client, args: list[bytes]) -> Any:
     if len(args) > 3:
-        raise CommandError(E.SUBCOMMAND_SYNTAX % (args[1].decode("utf-8", "replace"), "SLOWLOG"))
+        raise CommandError(E.SUBCOMMAND_SYNTAX % (E.arg_text(args[1], None), "SLOWLOG"))
     count = 10
     if len(args) == 3:
         try:
