@@ -37,7 +37,6 @@ state holding every synced write (tests/storage/test_crash.py checks each one).
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from bisect import bisect_left, bisect_right
 import logging
@@ -55,7 +54,12 @@ from respkv.storage.commitlog import (
     encode_range_delete,
     read_log,
 )
-from respkv.storage.compaction import merge_entries, pick_run, surviving_range_tombstones
+from respkv.storage.compaction import (
+    batched_merge,
+    merge_entries,
+    pick_run,
+    surviving_range_tombstones,
+)
 from respkv.storage.errors import EngineClosedError, TableCorruptionError
 from respkv.storage.format import (
     KIND_DELETE,
@@ -614,18 +618,19 @@ class LSMEngine:
         return MISSING
 
     def scan(self, start: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, Record]]:
-        # The snapshot is taken here, not when the generator first runs.
+        # The snapshot is taken here, not when the generator first runs: the active memtable's
+        # range is copied now; frozen memtables and tables are immutable.
         mem = self._mem
         st = self._state
-        sources: list[Iterator[Entry]] = [iter(mem.snapshot_entries(start, end))]
+        sources = [_chunks(iter(mem.snapshot_entries(start, end)), 512)]
         rts = list(mem.rts)
         for m in st.frozen:
-            sources.append(m.iter_entries(start, end))
+            sources.append(_chunks(m.iter_entries(start, end), 512))
             rts += m.rts
         for t in st.tables:
             rts += t.range_tombstones
             if not t.empty and (end is None or t.smallest < end) and t.largest >= start:
-                sources.append(t.iter_entries(start, end, self._cache))
+                sources.append(t.iter_batches(start, end, self._cache))
         return _live(sources, rts)
 
     # -- background work ----------------------------------------------------------------------
@@ -854,20 +859,29 @@ class LSMEngine:
             self._fs.unlock(self._dir_lock)
 
 
-def _live(sources: list[Iterator[Entry]], rts: list[RangeTombstone]) -> Iterator[tuple[bytes, Record]]:
-    """Merge sources newest-version-first and yield live records (see memtable.py for why a
-    range tombstone need only be compared by seq)."""
-    it = heapq.merge(*sources) if len(sources) > 1 else sources[0]
+def _chunks(it: Iterator[Entry], n: int) -> Iterator[list[Entry]]:
+    while True:
+        chunk = list(itertools.islice(it, n))
+        if not chunk:
+            return
+        yield chunk
+
+
+def _live(sources: list[Iterator[list[Entry]]],
+          rts: list[RangeTombstone]) -> Iterator[tuple[bytes, Record]]:
+    """Merge sources (sorted batches) newest-version-first and yield live records (see
+    memtable.py for why a range tombstone need only be compared by seq)."""
     last = None
-    for e in it:
-        k = e[0]
-        if k == last:
-            continue
-        last = k
-        if e[2] != KIND_PUT:
-            continue
-        if rts:
-            seq = -e[1]
-            if any(rt.covers(k, seq) for rt in rts):
+    for batch in batched_merge(sources):
+        for e in batch:
+            k = e[0]
+            if k == last:
                 continue
-        yield k, Record(e[5], e[3], e[4])
+            last = k
+            if e[2] != KIND_PUT:
+                continue
+            if rts:
+                seq = -e[1]
+                if any(rt.covers(k, seq) for rt in rts):
+                    continue
+            yield k, _new_tuple(Record, (e[5], e[3], e[4]))

@@ -512,6 +512,22 @@ class TableReader:
                 yield decode_entry(data, offs[j])
             i += 1
 
+    def iter_batches(self, start: bytes = b"", end: bytes | None = None,
+                     cache: BlockCache | None = None) -> Iterator[list[Entry]]:
+        """Like iter_entries, one list per data block (for the batched merge of a scan)."""
+        i = max(0, bisect_right(self.first_keys, start) - 1) if start else 0
+        nblocks = len(self.first_keys)
+        while i < nblocks:
+            if end is not None and self.first_keys[i] >= end:
+                return
+            keys, offs, data, _ = self.block(i, cache, fill=False)
+            lo = bisect_left(keys, start) if start else 0
+            hi = len(keys) if end is None else bisect_left(keys, end)
+            yield [decode_entry(data, o) for o in offs[lo:hi]]
+            if hi < len(keys):
+                return
+            i += 1
+
     def iter_raw_batches(self) -> Iterator[list[Entry]]:
         """Every entry, one list per data block, in the raw form compaction copies without
         re-encoding: (key, -seq, kind, time, <the entry's bytes>, None)."""
