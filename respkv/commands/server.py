@@ -585,19 +585,33 @@ def human_bytes(n: float) -> str:
     return "%dB" % n
 
 
-def _keyspace_counts(server: ServerState) -> dict[int, tuple[int, int, int]]:
-    """db -> (keys, keys with a TTL, average remaining TTL in ms) for the non-empty databases."""
+KEYSPACE_SCAN_LIMIT = 100_000
+"""INFO keyspace counts exactly up to this many keys in all; past it the line is a lower bound
+marked ``partial=1``. respkv's engine is ordered, not a hash table with a size field, so an exact
+count is a scan: INFO (polled by monitoring) must not stall a large node. DBSIZE stays exact."""
+
+
+def _keyspace_counts(server: ServerState) -> dict[int, tuple[int, int, int, bool]]:
+    """db -> (keys, keys with a TTL, average remaining TTL in ms, partial) for non-empty dbs."""
     now = server.clock_ms()
     out = {}
+    budget = KEYSPACE_SCAN_LIMIT
     for db in server.dbs:
         keys = expires = ttl_sum = 0
+        partial = False
         for _, rec in db.items():
+            if budget <= 0:
+                partial = True
+                break
+            budget -= 1
             keys += 1
             if rec.expire_at_ms:
                 expires += 1
                 ttl_sum += rec.expire_at_ms - now
         if keys:
-            out[db.db] = (keys, expires, ttl_sum // expires if expires else 0)
+            out[db.db] = (keys, expires, ttl_sum // expires if expires else 0, partial)
+        if partial:
+            break
     return out
 
 
@@ -765,8 +779,8 @@ def _commandstats_section(server: ServerState) -> dict[str, Any]:
 
 def _keyspace_section(server: ServerState) -> dict[str, Any]:
     return {
-        "db%d" % n: "keys=%d,expires=%d,avg_ttl=%d" % counts
-        for n, counts in sorted(_keyspace_counts(server).items())
+        "db%d" % n: "keys=%d,expires=%d,avg_ttl=%d" % (keys, expires, avg) + (",partial=1" if part else "")
+        for n, (keys, expires, avg, part) in sorted(_keyspace_counts(server).items())
     }
 
 

@@ -585,3 +585,15 @@ def test_slowlog_help(conn) -> None:  # type: ignore[no-untyped-def]
     lines = conn("SLOWLOG", "HELP")
     assert len(lines) == 12
     assert lines[2] == "    Return top <count> entries from the slowlog (default: 10, -1 mean all)."
+
+
+def test_info_keyspace_is_bounded(conn, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from respkv.commands import server as srv
+
+    monkeypatch.setattr(srv, "KEYSPACE_SCAN_LIMIT", 5)
+    for i in range(8):
+        conn("SET", f"k{i}", "v")
+    text = conn("INFO", "keyspace")
+    text = text if isinstance(text, str) else text.decode()
+    assert "db0:keys=5,expires=0,avg_ttl=0,partial=1" in text
+    assert conn("DBSIZE") == 8  # DBSIZE stays exact
