@@ -1,0 +1,153 @@
+"""Replicated writes: a 3-node respkv cluster (N=3 W=2 R=2) against Redis master + 2 replicas.
+
+Same durability on both sides: a write is acknowledged once two copies have it. respkv: a plain
+SET (the coordinator answers when W=2 replicas acknowledged). Redis: SET then WAIT 1 1000 (the
+master plus one replica), sent as one pipelined round trip -- the cheapest way a redis-py client
+can ask for it. Same redis-py harness: T client threads, each with its own connection, each
+doing SET (+WAIT) in a loop for --seconds; the respkv threads are spread over the three nodes
+(any node coordinates). Runs alternate (redis, respkv, redis, ...), each figure is the median of
+--repeat runs; latencies are the per-operation p50 and p99 of the median run.
+
+    python bench/bench_cluster.py [--seconds 5] [--repeat 3] [--threads 1,8] [--engine lsm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import redis  # noqa: E402
+
+from respkv.testing.cluster import LocalCluster  # noqa: E402
+from respkv.testing.procs import ServerProcess, start_redis, wait_for_port  # noqa: E402
+
+VALUE = b"x" * 100
+
+
+def start_redis_with_replicas() -> list[ServerProcess]:
+    master = start_redis()
+    replicas = [start_redis("--replicaof", "127.0.0.1", str(master.port)) for _ in range(2)]
+    m = redis.Redis(port=master.port)
+    deadline = time.monotonic() + 20
+    def online() -> int:
+        info = m.info("replication")
+        return sum(1 for k, v in info.items()
+                   if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online")
+
+    while online() < 2 or m.execute_command("WAIT", 2, 1000) < 2:
+        if time.monotonic() > deadline:
+            raise RuntimeError("redis replicas did not connect")
+        time.sleep(0.05)
+    for r in replicas:
+        wait_for_port(r.port)
+    return [master, *replicas]
+
+
+def run(threads: int, seconds: float, make_op: Callable[[int], Callable[[int], None]]) -> tuple[
+        float, float, float]:
+    """ops/s, p50 ms, p99 ms of ``threads`` threads each looping ``make_op(thread)(i)``."""
+    lat: list[list[float]] = [[] for _ in range(threads)]
+    start = threading.Barrier(threads + 1)
+    stop_at = [0.0]
+
+    def worker(t: int) -> None:
+        op = make_op(t)
+        mine = lat[t]
+        start.wait()
+        i = 0
+        perf = time.perf_counter
+        while True:
+            t0 = perf()
+            if t0 >= stop_at[0]:
+                break
+            op(i)
+            mine.append(perf() - t0)
+            i += 1
+
+    ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in ts:
+        th.start()
+    stop_at[0] = time.perf_counter() + 3600
+    start.wait()
+    begin = time.perf_counter()
+    stop_at[0] = begin + seconds
+    for th in ts:
+        th.join()
+    elapsed = time.perf_counter() - begin
+    all_lat = sorted(x for lst in lat for x in lst)
+    n = len(all_lat)
+    return n / elapsed, all_lat[n // 2] * 1000, all_lat[min(n - 1, int(n * 0.99))] * 1000
+
+
+def redis_op(port: int) -> Callable[[int], Callable[[int], None]]:
+    def make(t: int) -> Callable[[int], None]:
+        c = redis.Redis(port=port)
+
+        def op(i: int) -> None:
+            p = c.pipeline(transaction=False)
+            p.set(f"key:{t}:{i % 10000}", VALUE)
+            p.execute_command("WAIT", 1, 1000)
+            _, acked = p.execute()
+            if acked < 1:
+                raise RuntimeError("WAIT timed out")
+
+        return op
+    return make
+
+
+def respkv_op(ports: list[int]) -> Callable[[int], Callable[[int], None]]:
+    def make(t: int) -> Callable[[int], None]:
+        c = redis.Redis(port=ports[t % len(ports)])
+
+        def op(i: int) -> None:
+            c.set(f"key:{t}:{i % 10000}", VALUE)
+
+        return op
+    return make
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", default="1,8")
+    ap.add_argument("--engine", default="lsm", choices=("lsm", "memory"))
+    args = ap.parse_args()
+    thread_counts = [int(x) for x in args.threads.split(",")]
+    redis_procs = start_redis_with_replicas()
+    cluster = LocalCluster(3, engine=args.engine)
+    try:
+        ports = cluster.ports
+        assert cluster.info(0)["n_effective"] == 3
+        print(f"respkv: 3 nodes, N=3 W=2 R=2, engine={args.engine}, plain SET; redis-server: master"
+              f" + 2 replicas, SET+WAIT 1 1000 pipelined; 100-byte values, {args.seconds:g} s per "
+              f"run, median of {args.repeat}; cpus={os.cpu_count()}")
+        print(f"{'threads':>7} {'redis ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'respkv ops/s':>13} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}")
+        for threads in thread_counts:
+            rs, ks = [], []
+            for _ in range(args.repeat):
+                rs.append(run(threads, args.seconds, redis_op(redis_procs[0].port)))
+                ks.append(run(threads, args.seconds, respkv_op(ports)))
+            r = sorted(rs)[len(rs) // 2]
+            k = sorted(ks)[len(ks) // 2]
+            print(f"{threads:>7} {r[0]:>12.0f} {r[1]:>7.2f} {r[2]:>7.2f} {k[0]:>13.0f} "
+                  f"{k[1]:>7.2f} {k[2]:>7.2f} {k[0] / r[0]:>6.2f}", flush=True)
+        print("respkv per-level stats (node 1): " + str(cluster.info(0).get("write_quorum")))
+    finally:
+        cluster.stop()
+        for p in redis_procs:
+            p.stop()
+    _ = statistics
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
