@@ -1,0 +1,208 @@
+"""The coordinator's pure pieces and the peer transport in one process (no child processes)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import trio
+
+import respkv.commands  # noqa: F401
+from respkv.cluster import versions as V
+from respkv.cluster import wire
+from respkv.cluster.quorum import ConsistencyLevel
+from respkv.commands.core import TABLE
+from respkv.node.coordinator import ClusterView, is_blind_write, strip_context, strip_levels
+from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
+from respkv.node.replica import LocalReplica, cluster_storage_key
+from respkv.storage.memory import MemoryEngine
+
+SECRET = b"0123456789abcdef-secret"
+
+
+def spec(name: str):  # type: ignore[no-untyped-def]
+    return TABLE.lookup(name.encode())
+
+
+def b(*words: str) -> list[bytes]:
+    return [w.encode() for w in words]
+
+
+@pytest.mark.parametrize("cmd, rest, r, w", [
+    (b("GET", "k", "R", "1"), b("GET", "k"), 1, None),
+    (b("GET", "k", "r", "one"), b("GET", "k"), ConsistencyLevel.ONE, None),
+    (b("GETDEL", "k", "R", "1", "W", "2"), b("GETDEL", "k"), 1, 2),
+    (b("SET", "k", "v", "EX", "10", "W", "3"), b("SET", "k", "v", "EX", "10"), None, 3),
+    (b("SET", "k", "R", "1"), b("SET", "k", "R", "1"), None, None),  # Redis: syntax error
+    (b("GET", "R", "1"), b("GET", "R", "1"), None, None),  # Redis: arity error
+    (b("GET", "k", "R", "x"), b("GET", "k", "R", "x"), None, None),  # not a level
+    (b("GET", "k", "R", "1", "R", "2"), b("GET", "k", "R", "1", "R", "2"), None, None),
+    (b("MGET", "a", "b", "R", "QUORUM"), b("MGET", "a", "b"), ConsistencyLevel.QUORUM, None),
+    (b("MSET", "a", "1", "W", "ALL"), b("MSET", "a", "1"), None, ConsistencyLevel.ALL),
+    (b("APPEND", "R", "1"), b("APPEND", "R", "1"), None, None),
+])
+def test_strip_levels(cmd, rest, r, w) -> None:  # type: ignore[no-untyped-def]
+    assert strip_levels(spec(cmd[0].decode()), cmd) == (rest, r, w)
+
+
+def test_strip_context_and_blind_writes() -> None:
+    ctx = V.VersionVector.from_counters({"n1": 3})
+    text = V.encode_context(ctx)
+    args, got = strip_context(b("SET", "k", "v", "CONTEXT", text, "EX", "5"))
+    assert args == b("SET", "k", "v", "EX", "5") and got == ctx
+    with pytest.raises(V.InvalidContextError):
+        strip_context(b("SET", "k", "v", "CONTEXT", "nope"))
+    assert is_blind_write(spec("set"), b("SET", "k", "v", "EX", "5"))
+    assert not is_blind_write(spec("set"), b("SET", "k", "v", "NX"))
+    assert not is_blind_write(spec("set"), b("SET", "k", "v", "get"))
+    assert is_blind_write(spec("mset"), b("MSET", "a", "1"))
+    assert not is_blind_write(spec("incr"), b("INCR", "a"))
+
+
+def test_cluster_view_is_a_keyspace_for_handlers() -> None:
+    now = [1000]
+    a = V.overwrite(V.EMPTY, "n1", b"old", timestamp_ms=1)
+    b2 = V.update(V.EMPTY, V.EMPTY_CLOCK, "n2", b"new", timestamp_ms=2)
+    both = V.sync(a, b2)
+    expired = V.overwrite(V.EMPTY, "n1", b"gone", timestamp_ms=3, expire_at_ms=500)
+    stats = {"keyspace_hits": 0, "keyspace_misses": 0}
+    view = ClusterView(0, lambda: now[0], {b"k": both, b"e": expired}, stats)
+    assert view.get(b"k").value == b"new"  # the winner
+    assert view.get(b"e") is None and view.get(b"nope") is None
+    assert view.delete(b"k") and not view.delete(b"nope")
+    view.set(b"x", b"1", 2000)
+    assert view.get(b"x").value == b"1" and view.get(b"k") is None
+    assert view.mutations == {b"k": (None, 0), b"x": (b"1", 2000)}
+    assert view.sibling_set(b"k") == both and len(both.siblings) == 2
+    view.lookup_read(b"x")
+    view.lookup_read(b"y")
+    assert stats == {"keyspace_hits": 1, "keyspace_misses": 1}
+
+
+def test_local_replica_layout_sync_and_coordination() -> None:
+    clock = itertools.count(100)
+    eng = MemoryEngine()
+    rep = LocalReplica(eng, "n1", lambda: next(clock))
+    assert cluster_storage_key(3, b"k")[8:] == b"\x00\x03k"
+    assert rep.read(0, b"k") == V.EMPTY and rep.read_raw(0, b"k") == b""
+    s1 = rep.coordinate(0, b"k", b"v1", 0, None)
+    assert [x.value for x in s1.siblings] == [b"v1"]
+    assert rep.read(0, b"k") == s1 and rep.read(1, b"k") == V.EMPTY
+    # A concurrent write from elsewhere becomes a sibling, and an overwrite clears both.
+    other = V.update(V.EMPTY, V.EMPTY_CLOCK, "n2", b"v2", timestamp_ms=1)
+    rep.apply_raw(0, b"k", V.encode_sibling_set(other))
+    assert sorted(x.value for x in rep.read(0, b"k").siblings) == [b"v1", b"v2"]
+    rep.apply_raw(0, b"k", V.encode_sibling_set(other))  # idempotent
+    assert len(rep.read(0, b"k").siblings) == 2
+    s3 = rep.coordinate(0, b"k", b"v3", 0, None)
+    assert [x.value for x in s3.siblings] == [b"v3"]
+    # A context that saw only the first write keeps what it did not see.
+    s4 = rep.coordinate(0, b"k", b"v4", 0, s1.clock)
+    assert sorted(x.value for x in s4.siblings) == [b"v3", b"v4"]
+    with pytest.raises(V.InvalidSiblingSetError):
+        rep.apply_raw(0, b"new", b"garbage")
+
+
+# -- the transport on loopback, in process ------------------------------------------------------
+
+
+def identity(node_id: str, secret: bytes = SECRET) -> PeerIdentity:
+    counter = itertools.count()
+    return PeerIdentity(node_id, "dc1", secret, "",
+                        lambda n: (b"%s-%d-" % (node_id.encode(), next(counter))).ljust(n, b"."))
+
+
+async def start_server(nursery: trio.Nursery, node_id: str = "srv",
+                       handled: list | None = None) -> tuple[PeerServer, int]:
+    eng = MemoryEngine()
+    rep = LocalReplica(eng, node_id, lambda: 1)
+
+    def handle(req: wire.Request) -> tuple[bool, bytes]:
+        if handled is not None:
+            handled.append(req)
+        if type(req) is wire.ReplicaRead:
+            return True, rep.read_raw(req.db, req.key)
+        if type(req) is wire.ReplicaWrite:
+            rep.apply_raw(req.db, req.key, req.sibling_set)
+            return True, b""
+        return True, b""
+
+    async def durable(_seq: int) -> None:
+        pass
+
+    peers: list = []
+    server = PeerServer(identity(node_id), handle, lambda: eng.last_seq, durable,
+                        lambda *a: peers.append(a))
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    await nursery.start(server.run, listeners)
+    return server, port
+
+
+async def wait_for(cond, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    with trio.fail_after(timeout):
+        while not cond():
+            await trio.sleep(0.005)
+
+
+async def test_link_multiplexes_many_requests_on_one_connection() -> None:
+    async with trio.open_nursery() as nursery:
+        server, port = await start_server(nursery)
+        identified: list[str] = []
+        link = PeerLink("127.0.0.1", port, identity("cli"), lambda l: identified.append(l.peer_id))
+        nursery.start_soon(link.run)
+        await wait_for(lambda: link.connected)
+        assert identified == ["srv"]
+        replies: dict[int, wire.Reply | None] = {}
+        data = V.encode_sibling_set(V.overwrite(V.EMPTY, "cli", b"v", timestamp_ms=1))
+        for i in range(200):
+            link.send(lambda rid, i=i: wire.encode_request(
+                wire.ReplicaWrite(rid, "cli", 1000, 0, b"k%d" % i, data)),
+                lambda r, i=i: replies.__setitem__(i, r))
+        await wait_for(lambda: len(replies) == 200)
+        assert all(r is not None and r.ok for r in replies.values())
+        got: list[wire.Reply | None] = []
+        link.send(lambda rid: wire.encode_request(wire.ReplicaRead(rid, "cli", 1000, 0, b"k7")),
+                  got.append)
+        await wait_for(lambda: got)
+        assert got[0] is not None and got[0].payload == data
+        assert link.stats["connects"] == 1 and server.stats["peer_connections_accepted"] == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_wrong_secret_is_refused_and_a_dead_peer_refuses_at_once() -> None:
+    async with trio.open_nursery() as nursery:
+        server, port = await start_server(nursery)
+        link = PeerLink("127.0.0.1", port, identity("evil", b"another-secret-of-16+"), lambda l: None)
+        nursery.start_soon(link.run)
+        await wait_for(lambda: server.stats["peer_connections_refused"] >= 1)
+        assert not link.connected and "refused" in link.last_error
+        assert link.send(lambda rid: b"", lambda r: None) == 0
+        # Nothing listens here: connect fails, requests are refused without waiting.
+        with trio.socket.socket() as s:
+            await s.bind(("127.0.0.1", 0))
+            dead_port = s.getsockname()[1]
+        dead = PeerLink("127.0.0.1", dead_port, identity("cli"), lambda l: None)
+        nursery.start_soon(dead.run)
+        await wait_for(lambda: dead.stats["connect_failures"] >= 1)
+        assert dead.send(lambda rid: b"", lambda r: None) == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_broken_connection_fails_outstanding_requests_and_reconnects() -> None:
+    async with trio.open_nursery() as nursery:
+        handled: list = []
+        server, port = await start_server(nursery, handled=handled)
+        link = PeerLink("127.0.0.1", port, identity("cli"), lambda l: None)
+        nursery.start_soon(link.run)
+        await wait_for(lambda: link.connected)
+        results: list = []
+        # A PING the server answers, then cut the connection under an outstanding request.
+        link.send(lambda rid: wire.encode_request(wire.Ping(rid, "cli", 10)), results.append)
+        await wait_for(lambda: results)
+        link._pending[999_999] = results.append  # an outstanding request that will never finish
+        link._outbox += b"*1\r\n$3\r\nBAD\r\n"  # the server closes on a malformed request
+        link._wake.set()
+        await wait_for(lambda: None in results)
+        await wait_for(lambda: link.connected and link.stats["connects"] == 2, 5)
+        nursery.cancel_scope.cancel()
