@@ -176,7 +176,8 @@ async def test_wrong_secret_is_refused_and_a_dead_peer_refuses_at_once() -> None
         link = PeerLink("127.0.0.1", port, identity("evil", b"another-secret-of-16+"), lambda l: None)
         nursery.start_soon(link.run)
         await wait_for(lambda: server.stats["peer_connections_refused"] >= 1)
-        assert not link.connected and "refused" in link.last_error
+        await wait_for(lambda: "refused" in link.last_error)
+        assert not link.connected
         assert link.send(lambda rid: b"", lambda r: None) == 0
         # Nothing listens here: connect fails, requests are refused without waiting.
         with trio.socket.socket() as s:
