@@ -59,6 +59,14 @@ def build_config(ns: argparse.Namespace) -> Config:
     return config
 
 
+def startup_os_error(exc: BaseException) -> OSError | None:
+    """The OSError that stopped start-up (a port in use, a bad TLS file), or None. trio wraps
+    a task's exception in exception groups (strict_exception_groups), one per nursery level."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
+
+
 def cmd_server(ns: argparse.Namespace) -> int:
     import trio
 
@@ -75,7 +83,10 @@ def cmd_server(ns: argparse.Namespace) -> int:
     setup_logging(config.loglevel)
     try:
         trio.run(run_node, config)
-    except OSError as e:
+    except (OSError, BaseExceptionGroup) as exc:
+        e = startup_os_error(exc)
+        if e is None:
+            raise
         logging.getLogger("respkv").error("event=startup_failed error=%r", str(e))
         print(f"respkv: cannot start: {e}", file=sys.stderr)
         return 1

@@ -44,6 +44,7 @@ from respkv.node.metrics import (
 )
 from respkv.node.info import register_info_providers
 from respkv.node.streams import RawSocketStream
+from respkv.node.tls import open_tls_listener
 from respkv.node.systemd import SystemdNotifier
 from respkv.protocol.resp import ErrorReply, ProtocolError, RequestParser, encode
 from respkv.storage.api import Engine
@@ -179,7 +180,9 @@ class Node:
         """Serve until shutdown; ``task_status.started(port)`` once listening."""
         listen = self._listen_socket()
         self.port = listen.getsockname()[1]
+        tls = None
         try:
+            tls = open_tls_listener(self.config)  # None when tls_port is 0; OSError if bad
             async with trio.open_nursery() as nursery:
                 self._root = nursery
                 await nursery.start(self.commit.run)
@@ -189,6 +192,8 @@ class Node:
                 if self.cluster is not None:
                     await nursery.start(self.cluster.run)
                 await nursery.start(self._accept_task, listen)
+                if tls is not None:
+                    await nursery.start(self._accept_task, *tls)
                 if self.config.metrics_port:
                     await nursery.start(serve_metrics, self, self.config.bind, self.config.metrics_port)
                 log.info("event=ready port=%d engine=%s", self.port, self.config.engine)
@@ -197,6 +202,8 @@ class Node:
                 nursery.cancel_scope.cancel()
         finally:
             listen.close()
+            if tls is not None:
+                tls[0].close()
             with trio.CancelScope(shield=True):
                 await self._close_engine()
 
@@ -221,7 +228,10 @@ class Node:
 
     # -- connections --------------------------------------------------------------------------
     async def _accept_task(
-        self, listen: socket.socket, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        listen: socket.socket,
+        wrap: Callable[[socket.socket], Any] = RawSocketStream,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
         assert self._root is not None
@@ -236,10 +246,12 @@ class Node:
                     log.warning("event=accept_failed error=%r", e)
                     await trio.sleep(0.1)
                     continue
-                conns.start_soon(self._connection, sock, addr)
+                conns.start_soon(self._connection, sock, addr, wrap)
 
-    async def _connection(self, sock: socket.socket, addr: Any) -> None:
-        stream = RawSocketStream(sock)
+    async def _connection(
+        self, sock: socket.socket, addr: Any, wrap: Callable[[socket.socket], Any] = RawSocketStream
+    ) -> None:
+        stream = wrap(sock)  # RawSocketStream, or a TLSStream (node/tls.py) on the TLS port
         peer_host = addr[0] if isinstance(addr, tuple) else ""
         peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
         try:
@@ -474,23 +486,26 @@ class Node:
 
 
 async def run_node(config: Config, *, on_ready: Callable[[int], None] | None = None) -> None:
-    """Run a node until SIGTERM/SIGINT or SHUTDOWN; the process entry point's trio main."""
-    node = Node(config)
-    notifier = SystemdNotifier.from_environment()
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(node.run)
-        notifier.ready(f"serving clients on {config.bind}:{port}")
-        if on_ready is not None:
-            on_ready(port)
+    """Run a node until SIGTERM/SIGINT or SHUTDOWN; the process entry point's trio main.
 
-        async def watch_signals() -> None:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    The signal handlers are installed before the engine opens: a SIGTERM during start-up or
+    right after READY=1 is a clean shutdown, never the default kill."""
+    notifier = SystemdNotifier.from_environment()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        node = Node(config)
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
                 async for signum in signals:
                     log.info("event=shutdown signal=%s", signal.Signals(signum).name)
                     node.request_shutdown()
                     return
 
-        nursery.start_soon(watch_signals)
-        await node._shutdown.wait()
-        notifier.stopping()
-        nursery.cancel_scope.cancel()
+            nursery.start_soon(watch_signals)
+            port = await nursery.start(node.run)
+            notifier.ready(f"serving clients on {config.bind}:{port}")
+            if on_ready is not None:
+                on_ready(port)
+            await node._shutdown.wait()
+            notifier.stopping()
+            nursery.cancel_scope.cancel()

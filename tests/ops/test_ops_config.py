@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 import tomllib
@@ -110,3 +111,14 @@ def test_flags_override_the_file(tmp_path) -> None:
     ns = argparse.Namespace(config=str(path), set_port="7001")
     config = build_config(ns)
     assert (config.port, config.loglevel) == (7001, "warning")
+
+
+def test_a_port_in_use_stops_start_up_with_one_line(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = respkv("server", "--port", str(port), "--engine", "memory", "--dir", str(tmp_path))
+    assert r.returncode == 1
+    assert "respkv: cannot start: [Errno 98] Address already in use" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from respkv.node.systemd import SystemdNotifier
-from respkv.testing.procs import ServerProcess, start_respkv
+from respkv.testing.procs import ServerProcess, free_port, start_respkv
 
 
 def receive_fields(sock: socket.socket, timeout: float = 15.0) -> dict[str, str]:
@@ -102,3 +105,23 @@ def test_fields_are_one_datagram(tmp_path) -> None:
     with sock:
         assert SystemdNotifier(address).send("READY=1", "STATUS=two\nlines")
         assert receive_fields(sock, 5) == {"READY": "1", "STATUS": "two lines"}
+
+
+def test_sigterm_right_after_ready_is_a_clean_stop(tmp_path) -> None:
+    """systemd may stop a unit the moment it is ready: the signal handlers must already be there."""
+    sock, address = notify_socket(tmp_path, abstract=True)
+    with sock:
+        for _ in range(3):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "respkv.cli", "server", "--port", str(free_port()),
+                 "--engine", "memory"], env={**os.environ, "NOTIFY_SOCKET": address},
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                assert receive_fields(sock)["READY"] == "1"
+                os.kill(proc.pid, signal.SIGTERM)
+                assert receive_fields(sock)["STOPPING"] == "1"
+                assert proc.wait(15) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
