@@ -436,8 +436,8 @@ class Cluster:
                 return True, b""
             if type(req) is wire.CoordinateWrite:
                 ctx = V.decode_context(req.context) if req.context else None
-                new = rep.coordinate(req.db, req.key, req.value, req.expire_at_ms, ctx)
-                return True, V.encode_sibling_set(new)
+                _, data = rep.coordinate(req.db, req.key, req.value, req.expire_at_ms, ctx)
+                return True, data
             if type(req) is wire.Ping:
                 return True, b""
         except ValueError as e:  # corrupt set or context from the peer
@@ -628,10 +628,9 @@ class Cluster:
             k = _KeyOp(key, QuorumTracker(p))
             op.add(k)
             if p.local_replica is not None:
-                new = self.replica.coordinate(db, key, value, expire, context, seen)
+                _, data = self.replica.coordinate(db, key, value, expire, context, seen)
                 k.tracker.ok(self.node_id)
-                self._replicate(op, k, p.contacts[1:], db, key, V.encode_sibling_set(new),
-                                timeout_ms)
+                self._replicate(op, k, p.contacts[1:], db, key, data, timeout_ms)
             else:
                 self._forward(op, k, p, db, key, value, expire, context, timeout_ms)
             op.check(k)

@@ -47,8 +47,10 @@ class LocalReplica:
         raw = self.read_raw(db, key)
         return V.decode_sibling_set(raw) if raw else EMPTY
 
-    def _store(self, db: int, key: bytes, s: SiblingSet) -> None:
-        self.engine.put(cluster_storage_key(db, key), V.encode_sibling_set(s))
+    def _store(self, db: int, key: bytes, s: SiblingSet) -> bytes:
+        data = V.encode_sibling_set(s)
+        self.engine.put(cluster_storage_key(db, key), data)
+        return data
 
     def apply(self, db: int, key: bytes, incoming: SiblingSet) -> SiblingSet:
         """Merge a replicated set into ours (``versions.sync``); store it if it changed."""
@@ -77,7 +79,15 @@ class LocalReplica:
             self.stats["replica_writes"] += 1
             self.stats["replica_writes_unchanged"] += 1
             return
-        self.apply(db, key, V.decode_sibling_set(data))
+        incoming = V.decode_sibling_set(data)
+        stored = V.decode_sibling_set(rec.value)
+        if _supersedes(incoming, stored):
+            # The usual case (a newer write of a key we hold): sync(stored, incoming) is exactly
+            # ``incoming``, so its bytes are stored as they came, with no merge or re-encoding.
+            self.stats["replica_writes"] += 1
+            self.engine.put(skey, data)
+            return
+        self.apply(db, key, incoming)
 
     def coordinate(
         self,
@@ -87,8 +97,9 @@ class LocalReplica:
         expire_at_ms: int,
         context: VersionVector | None,
         seen: SiblingSet | None = None,
-    ) -> SiblingSet:
-        """A write coordinated by this replica: a new dot ``(node_id, n)``, stored, returned.
+    ) -> tuple[SiblingSet, bytes]:
+        """A write coordinated by this replica: a new dot ``(node_id, n)``; the new set is stored
+        and returned with its encoding (what goes to the other replicas).
 
         * ``context`` given (``SET ... CONTEXT``, or the clock of a quorum read the command's
           result depends on): ``versions.update`` -- supersedes exactly what that context saw.
@@ -107,5 +118,15 @@ class LocalReplica:
         else:
             new = V.update(stored, context, self.node_id, value, timestamp_ms=now,
                            expire_at_ms=expire_at_ms)
-        self._store(db, key, new)
-        return new
+        return new, self._store(db, key, new)
+
+
+def _supersedes(b: SiblingSet, a: SiblingSet) -> bool:
+    """True when ``versions.sync(a, b) == b``: b's clock already includes a's (counters and
+    timestamps), so every sibling of a that b lacks is covered and dropped, and every sibling of
+    b that a lacks is one a has not seen (kept)."""
+    if a.clock.merge(b.clock) != b.clock:
+        return False
+    a_dots = a.dots
+    a_clock = a.clock
+    return all(s.dot in a_dots or not a_clock.covers(s.dot) for s in b.siblings)

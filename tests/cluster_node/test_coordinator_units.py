@@ -85,7 +85,8 @@ def test_local_replica_layout_sync_and_coordination() -> None:
     rep = LocalReplica(eng, "n1", lambda: next(clock))
     assert cluster_storage_key(3, b"k")[8:] == b"\x00\x03k"
     assert rep.read(0, b"k") == V.EMPTY and rep.read_raw(0, b"k") == b""
-    s1 = rep.coordinate(0, b"k", b"v1", 0, None)
+    s1, raw1 = rep.coordinate(0, b"k", b"v1", 0, None)
+    assert raw1 == V.encode_sibling_set(s1)
     assert [x.value for x in s1.siblings] == [b"v1"]
     assert rep.read(0, b"k") == s1 and rep.read(1, b"k") == V.EMPTY
     # A concurrent write from elsewhere becomes a sibling, and an overwrite clears both.
@@ -94,13 +95,32 @@ def test_local_replica_layout_sync_and_coordination() -> None:
     assert sorted(x.value for x in rep.read(0, b"k").siblings) == [b"v1", b"v2"]
     rep.apply_raw(0, b"k", V.encode_sibling_set(other))  # idempotent
     assert len(rep.read(0, b"k").siblings) == 2
-    s3 = rep.coordinate(0, b"k", b"v3", 0, None)
+    s3, _ = rep.coordinate(0, b"k", b"v3", 0, None)
     assert [x.value for x in s3.siblings] == [b"v3"]
     # A context that saw only the first write keeps what it did not see.
-    s4 = rep.coordinate(0, b"k", b"v4", 0, s1.clock)
+    s4, _ = rep.coordinate(0, b"k", b"v4", 0, s1.clock)
     assert sorted(x.value for x in s4.siblings) == [b"v3", b"v4"]
     with pytest.raises(V.InvalidSiblingSetError):
         rep.apply_raw(0, b"new", b"garbage")
+
+
+def test_apply_raw_equals_sync_on_random_histories() -> None:
+    import random
+
+    rng = random.Random(7)
+    clock = itertools.count(1)
+    for trial in range(200):
+        reps = [LocalReplica(MemoryEngine(), f"n{i}", lambda: next(clock)) for i in range(3)]
+        for _ in range(rng.randrange(1, 12)):
+            src = rng.choice(reps)
+            ctx = None if rng.random() < 0.5 else rng.choice(reps).read(0, b"k").clock
+            value = None if rng.random() < 0.2 else b"v%d" % rng.randrange(100)
+            new, _ = src.coordinate(0, b"k", value, 0, ctx)
+            for dst in reps:
+                if dst is not src and rng.random() < 0.6:
+                    before = dst.read(0, b"k")
+                    dst.apply_raw(0, b"k", V.encode_sibling_set(new))
+                    assert dst.read(0, b"k") == V.sync(before, new), trial
 
 
 # -- the transport on loopback, in process ------------------------------------------------------
