@@ -1,90 +1,120 @@
-"""Bloom filter (Bloom 1970) with double hashing (Kirsch & Mitzenmacher 2006).
+"""Blocked Bloom filter (Bloom 1970; one cache-line-or-smaller block per key after Putze,
+Sanders & Singler, "Cache-, Hash- and Space-Efficient Bloom Filters", 2007), with double hashing
+inside the block (Kirsch & Mitzenmacher 2006).
 
-One 128-bit xxh3 hash per key gives h1 (low 64 bits) and h2 (high 64 bits); probe i tests bit
-``(h1 + i * h2) mod m``. The hash is computed once per lookup by the engine and reused for every
-table, so a table's filter check costs only the probes. Serialized form: see FILTER_FIXED in
-format.py and docs/formats/sstable.md (k u8 | m u64 | ceil(m/8) bytes, bit i of the filter is
-bit (i mod 8), most significant first, of byte i // 8: bitarray's big-endian order).
+The filter is an array of 64-bit words. One 128-bit xxh3 hash per key gives h1 (low 64 bits),
+which picks the word ``h1 mod words``, and h2 (high 64 bits), whose low 12 bits pick k distinct
+bit positions ``(a + j*b) mod 64`` (a = h2 mod 64, b = (h2 div 64) mod 64 with its low bit set,
+j = 0..k-1) inside that word. All k bits of a key live in one word, so a lookup is one word read
+and one mask compare: ``words[h1 % n] & mask == mask``. The engine hashes a key once per get and
+reuses h1 and the mask for every table (the mask depends only on h2 and k).
+
+The price is a higher false-positive rate than an unblocked filter at the same size (the keys
+per word vary): measured 2.4% at 10 bits/key and 1.6% at 12 bits/key (k=5), against 0.9% for a
+classic filter at 10. The writer therefore uses 12 bits per key.
+
+Storage: an ``array('Q')`` of the words (stdlib, C-speed indexing); serialized little-endian.
+Byte layout: FILTER_FIXED in format.py and docs/formats/sstable.md.
 """
 
 from __future__ import annotations
 
+import sys
+from array import array
+
 import xxhash
-from bitarray import bitarray
 
 from respkv.storage.format import FILTER_FIXED
 
 MASK64 = (1 << 64) - 1
+MASK_INDEX = 0xFFF  # the bits of h2 that choose a key's bit pattern inside its word
 key_hash = xxhash.xxh3_128_intdigest
+DEFAULT_BITS_PER_KEY = 12
+_BIG_ENDIAN = sys.byteorder == "big"
+_mask_tables: dict[int, list[int]] = {}
 
 
 def num_probes(bits_per_key: int) -> int:
-    """k = half the bits per key (5 at 10 bits/key), not the FP-optimal bits*ln 2 (7): the
-    false-positive rate barely moves (0.94% vs 0.82% at 10 bits/key) and every positive lookup
-    saves two probes, which in Python are most of a filter check's cost."""
-    return max(2, min(30, round(bits_per_key * 0.5)))
+    """k bits per key, 0.4 x bits/key (5 at 12): for 64-bit blocks the FP-optimal k is below
+    the classic bits*ln 2 (measured at 12 bits/key: k=4 1.61%, 5 1.60%, 6 1.75%, 7 2.0%)."""
+    return max(1, min(16, round(bits_per_key * 0.4)))
+
+
+def mask_table(k: int) -> list[int]:
+    """``mask_table(k)[h2 & MASK_INDEX]`` is the k-bit mask of a key whose hash has high half
+    h2. Built once per k (4096 ints)."""
+    t = _mask_tables.get(k)
+    if t is None:
+        t = []
+        for x in range(MASK_INDEX + 1):
+            a = x & 63
+            b = ((x >> 6) & 63) | 1  # odd, so the k positions are distinct (k <= 64)
+            m = 0
+            for j in range(k):
+                m |= 1 << ((a + j * b) & 63)
+            t.append(m)
+        _mask_tables[k] = t
+    return t
+
+
+def _words_from(data: bytes | memoryview) -> array:
+    words = array("Q")
+    words.frombytes(data)
+    if _BIG_ENDIAN:
+        words.byteswap()
+    return words
 
 
 class BloomBuilder:
-    """Accumulates key hashes into a filter sized up front for ``expected_keys`` keys (an
+    """Accumulates keys into a filter sized up front for ``expected_keys`` keys (an
     overestimate only lowers the false-positive rate)."""
 
-    def __init__(self, expected_keys: int, bits_per_key: int = 10) -> None:
+    def __init__(self, expected_keys: int, bits_per_key: int = DEFAULT_BITS_PER_KEY) -> None:
         self.k = num_probes(bits_per_key)
-        self.m = max(64, expected_keys * bits_per_key)
-        self.bits = bitarray(self.m, endian="big")
-        self.bits.setall(0)
+        self.nwords = max(1, (expected_keys * bits_per_key + 63) // 64)
+        self.words = array("Q", bytes(8 * self.nwords))
+        self._masks = mask_table(self.k)
 
     def add(self, key: bytes) -> None:
         self.add_keys([key])
 
     def add_keys(self, keys: list[bytes]) -> None:
-        """Set the k bits of each key; vectorized per probe (list comprehensions, one bitarray
-        indexed assignment per probe) since this runs for every key of every table written."""
-        if not keys:
-            return
-        m = self.m
-        hs = list(map(key_hash, keys))
-        pos = [(h & MASK64) % m for h in hs]
-        step = [(h >> 64) % m for h in hs]
-        bits = self.bits
-        bits[pos] = 1
-        for _ in range(self.k - 1):
-            pos = [(p + s) % m for p, s in zip(pos, step)]
-            bits[pos] = 1
+        """Set the k bits of each key (runs for every key of every table written)."""
+        words = self.words
+        masks = self._masks
+        nw = self.nwords
+        for h in map(key_hash, keys):
+            words[(h & MASK64) % nw] |= masks[(h >> 64) & MASK_INDEX]
 
     def finish(self) -> bytes:
-        return FILTER_FIXED.pack(self.k, self.m) + self.bits.tobytes()
+        words = self.words
+        if _BIG_ENDIAN:
+            words = array("Q", words)
+            words.byteswap()
+        return FILTER_FIXED.pack(self.k, self.nwords) + words.tobytes()
 
 
 class BloomFilter:
-    __slots__ = ("k", "m", "bits")
+    __slots__ = ("k", "nwords", "words", "masks")
 
-    def __init__(self, k: int, m: int, bits: bitarray) -> None:
+    def __init__(self, k: int, words: array) -> None:
         self.k = k
-        self.m = m
-        self.bits = bits
+        self.nwords = len(words)
+        self.words = words
+        self.masks = mask_table(k)
 
     @classmethod
     def decode(cls, data: bytes) -> BloomFilter:
-        k, m = FILTER_FIXED.unpack_from(data, 0)
-        bits = bitarray(endian="big")
-        bits.frombytes(data[FILTER_FIXED.size :])
-        if len(bits) < m or k < 1:
-            raise ValueError("filter block too short")
-        del bits[m:]
-        return cls(k, m, bits)
+        k, nwords = FILTER_FIXED.unpack_from(data, 0)
+        body = memoryview(data)[FILTER_FIXED.size :]
+        if k < 1 or k > 64 or nwords < 1 or len(body) != 8 * nwords:
+            raise ValueError("bad filter block header or length")
+        return cls(k, _words_from(body))
 
     def may_contain_hash(self, h: int) -> bool:
         """False means the key is certainly absent. ``h`` is ``key_hash(key)``."""
-        h1 = h & MASK64
-        h2 = h >> 64
-        m = self.m
-        bits = self.bits
-        for i in range(self.k):
-            if not bits[(h1 + i * h2) % m]:
-                return False
-        return True
+        mask = self.masks[(h >> 64) & MASK_INDEX]
+        return self.words[(h & MASK64) % self.nwords] & mask == mask
 
     def may_contain(self, key: bytes) -> bool:
         return self.may_contain_hash(key_hash(key))

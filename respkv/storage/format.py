@@ -74,11 +74,11 @@ BLOCK_TRAILER = struct.Struct("<I")  # block_checksum of the block bytes, stored
 TABLE_FOOTER = struct.Struct("<QIQIQIQIIIQ")
 TABLE_FOOTER_SIZE = TABLE_FOOTER.size
 TABLE_MAGIC = 0x52455350_53535431  # "RESPSST1" read as a big-endian u64, stored little-endian
-TABLE_FORMAT_VERSION = 1
+TABLE_FORMAT_VERSION = 2  # 2: blocked Bloom filter (64-bit words); 1 is not read
 # properties block: entries u64 | tombstones u64 | min_seq u64 | max_seq u64 |
 #                   data_blocks u32 | slen u32 | llen u32 | smallest | largest
 TABLE_PROPS_FIXED = struct.Struct("<QQQQIII")
-# filter block: k u8 | m u64 | ceil(m/8) bytes of bits (see bloom.py)
+# filter block: k u8 | words u64 | words x u64 (a blocked Bloom filter, see bloom.py)
 FILTER_FIXED = struct.Struct("<BQ")
 # range-deletion block: count u32 | then each: seq u64 | deleted_at_ms i64 | slen u32 |
 #                       elen u32 | has_end u8 | start | end

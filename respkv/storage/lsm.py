@@ -45,7 +45,7 @@ import zlib
 from collections.abc import Callable, Iterator
 
 from respkv.storage.api import Mutation, Record
-from respkv.storage.bloom import MASK64, key_hash
+from respkv.storage.bloom import DEFAULT_BITS_PER_KEY, MASK64, MASK_INDEX, key_hash, mask_table
 from respkv.storage.commitlog import (
     DELETE_SEED,
     PUT_SEED,
@@ -121,15 +121,18 @@ _new_tuple = tuple.__new__
 class _State:
     """What the read path sees besides the active memtable. Immutable; swapped whole."""
 
-    __slots__ = ("frozen", "tables", "probes", "any_range_tombstones")
+    __slots__ = ("frozen", "tables", "probes", "masks", "slow_path")
 
     def __init__(self, frozen: tuple[Memtable, ...], tables: tuple[TableReader, ...]) -> None:
         self.frozen = frozen  # newest first
         self.tables = tables  # newest first (disjoint seq ranges, descending)
-        # the inlined probe in get() assumes no range tombstones and k >= 2 hash probes
-        self.any_range_tombstones = any(t.range_tombstones or t.bloom.k < 2 for t in tables)
+        # The inlined probe in get() assumes no range tombstones and one Bloom k for all tables
+        # (so one mask per get serves every table); otherwise get() takes the slow path.
+        ks = {t.bloom.k for t in tables}
+        self.slow_path = len(ks) > 1 or any(t.range_tombstones for t in tables)
+        self.masks = mask_table(ks.pop() if len(ks) == 1 else DEFAULT_BITS_PER_KEY)
         # per table with entries, what get() needs, unpacked in one step
-        self.probes = tuple((t, t.smallest, t.largest, t.bloom_m, t.bloom_bits, t.bloom_rest,
+        self.probes = tuple((t, t.smallest, t.largest, t.bloom_words, t.bloom_nwords,
                              t.first_keys, t.cache_base) for t in tables if not t.empty)
 
 
@@ -153,7 +156,7 @@ class LSMEngine:
         skip_corrupt: bool = False,
         inline_background: bool = False,
         tombstone_grace_ms: int = DEFAULT_TOMBSTONE_GRACE_MS,
-        bloom_bits_per_key: int = 10,
+        bloom_bits_per_key: int = DEFAULT_BITS_PER_KEY,
         max_frozen: int = MAX_FROZEN,
     ) -> LSMEngine:
         """Open (creating if needed) the database in directory ``path``.
@@ -511,38 +514,17 @@ class LSMEngine:
                 return e[1]
             if m.rts and covered(m.rts, key):
                 return None
-        if st.any_range_tombstones:
+        if st.slow_path:
             return self._get_from_tables_with_range_deletes(st.tables, key)
         h = key_hash(key)
         h1 = h & MASK64
-        h2 = h >> 64
+        mask = st.masks[(h >> 64) & MASK_INDEX]
         cache_d = self._cache_d
         neg = 0
-        for t, smallest, largest, m, bits, rest, first_keys, base in st.probes:
+        for t, smallest, largest, words, nwords, first_keys, base in st.probes:
             if key < smallest or key > largest:
                 continue
-            # Bloom probes (h1 + i*h2) mod m, i = 0..k-1, computed incrementally; the first two
-            # are unrolled since most negatives stop there.
-            a = h1 % m
-            if not bits[a]:
-                neg += 1
-                continue
-            b = h2 % m
-            a += b
-            if a >= m:
-                a -= m
-            if not bits[a]:
-                neg += 1
-                continue
-            for _ in rest:  # the remaining k-2 probes
-                a += b
-                if a >= m:
-                    a -= m
-                if not bits[a]:
-                    break
-            else:
-                a = -1
-            if a >= 0:
+            if words[h1 % nwords] & mask != mask:  # blocked Bloom filter: see bloom.py
                 neg += 1
                 continue
             i = bisect_right(first_keys, key) - 1
@@ -584,7 +566,8 @@ class LSMEngine:
 
     def _get_from_tables_with_range_deletes(self, tables: tuple[TableReader, ...],
                                             key: bytes) -> Record | None:
-        """get() over tables when some table holds range tombstones (rare: after FLUSHDB)."""
+        """get() over tables when some table holds range tombstones (rare: after FLUSHDB), or
+        when tables differ in Bloom k (written under different ``bloom_bits_per_key``)."""
         h = key_hash(key)
         cache = self._cache
         for t in tables:

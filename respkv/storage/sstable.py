@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from respkv.storage.api import Record
-from respkv.storage.bloom import BloomBuilder, BloomFilter
+from respkv.storage.bloom import DEFAULT_BITS_PER_KEY, BloomBuilder, BloomFilter
 from respkv.storage.errors import TableCorruptionError
 from respkv.storage.format import (
     BLOCK_TARGET_SIZE,
@@ -201,7 +201,8 @@ class TableBuilder:
     """Writes one table. Keys must be added in strictly increasing order, one version each.
     ``finish`` fsyncs the file; making its *name* durable (fsync_dir) is the caller's job."""
 
-    def __init__(self, file: WritableFile, expected_keys: int, bits_per_key: int = 10) -> None:
+    def __init__(self, file: WritableFile, expected_keys: int,
+                 bits_per_key: int = DEFAULT_BITS_PER_KEY) -> None:
         self._file = file
         self._out = bytearray()
         self._offset = 0  # file offset of _out[0]
@@ -415,10 +416,9 @@ class TableReader:
             self.bloom = BloomFilter.decode(self.read_raw(f_off, f_len))
         except (ValueError, struct.error) as e:
             raise TableCorruptionError(path, f_off, f"bad filter block: {e}") from None
-        # unpacked for the engine's inlined probe loop
-        self.bloom_bits = self.bloom.bits
-        self.bloom_m = self.bloom.m
-        self.bloom_rest = range(max(0, self.bloom.k - 2))  # probes after the first two
+        # unpacked for the engine's inlined probe: words[h1 % nwords] & mask == mask
+        self.bloom_words = self.bloom.words
+        self.bloom_nwords = self.bloom.nwords
         # range deletions
         r = self.read_raw(r_off, r_len)
         (rn,) = RDEL_COUNT.unpack_from(r, 0)

@@ -27,7 +27,7 @@ def read_sstable(f: bytes) -> tuple[list[tuple], dict]:
     foot = f[-64:]
     (i_off, i_len, f_off, f_len, r_off, r_len, p_off, p_len, ver, crc, magic) = struct.unpack(
         "<QIQIQIQIIIQ", foot)
-    assert magic == 0x5245535053535431 and ver == 1 and crc == _checksum(foot[:52])
+    assert magic == 0x5245535053535431 and ver == 2 and crc == _checksum(foot[:52])
     ix = _block(f, i_off, i_len)
     (count,) = struct.unpack_from("<I", ix, 0)
     o = 4
@@ -48,16 +48,17 @@ def read_sstable(f: bytes) -> tuple[list[tuple], dict]:
                             blk[p + kl2 + ml : p + kl2 + ml + vl]))
         assert entries[-n][0] == first
     flt = _block(f, f_off, f_len)
-    k, m = struct.unpack_from("<BQ", flt, 0)
-    bits = flt[9:]
-
-    def bit(i: int) -> int:
-        return (bits[i // 8] >> (7 - i % 8)) & 1
+    k, nwords = struct.unpack_from("<BQ", flt, 0)
+    assert len(flt) == 9 + 8 * nwords
+    words = struct.unpack_from(f"<{nwords}Q", flt, 9)
 
     for key, *_ in entries:
         h = xxhash.xxh3_128_intdigest(key)
         h1, h2 = h % 2**64, h // 2**64
-        assert all(bit((h1 + j * h2) % m) for j in range(k))
+        w = words[h1 % nwords]
+        x = h2 % 4096
+        a, b = x % 64, (x // 64) % 64 | 1
+        assert all((w >> ((a + j * b) % 64)) & 1 for j in range(k))
     rd = _block(f, r_off, r_len)
     (rn,) = struct.unpack_from("<I", rd, 0)
     props = _block(f, p_off, p_len)
