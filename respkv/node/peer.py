@@ -236,8 +236,10 @@ class PeerLink:
         self._pending[req_id] = callback
         frame = build(req_id)
         self.stats["requests_sent"] += 1
-        if self._outbox or self._sock is None:
-            self._outbox += frame  # the writer has a backlog: keep the order
+        if self._outbox or self._sock is None or len(self._pending) > 1:
+            # A backlog (keep the order), or other requests in flight: under load, let the
+            # writer task send everything queued in this scheduler pass with one syscall.
+            self._outbox += frame
             self._wake.set()
             return req_id
         # Idle link: send now, from the caller, without waking the writer task (one syscall;
