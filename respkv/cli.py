@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from respkv.config import SETTINGS, Config, ConfigError, load_toml, sample_toml
+from respkv.config import LOG_LEVELS, SETTINGS, Config, ConfigError, load_toml, sample_toml
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -25,8 +25,6 @@ class KeyValueFormatter(logging.Formatter):
         return line
 
 
-_LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "notice": logging.INFO,
-           "warning": logging.WARNING}
 
 
 def setup_logging(level: str) -> None:
@@ -34,7 +32,7 @@ def setup_logging(level: str) -> None:
     handler.setFormatter(KeyValueFormatter())
     root = logging.getLogger("respkv")
     root.handlers[:] = [handler]
-    root.setLevel(_LEVELS.get(level, logging.INFO))
+    root.setLevel(LOG_LEVELS.get(level, logging.INFO))
     root.propagate = False
 
 

@@ -108,6 +108,8 @@ SETTINGS: tuple[Setting, ...] = (
             "replicas before replying NOREPLICAS.", minimum=1),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+LOG_LEVELS = {"debug": 10, "verbose": 20, "notice": 20, "warning": 30}
+"""loglevel's choices as Python logging levels (DEBUG, INFO, INFO, WARNING)."""
 SETTINGS_BY_REDIS_NAME = {s.redis_name: s for s in SETTINGS}
 
 

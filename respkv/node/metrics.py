@@ -3,7 +3,9 @@
 Histograms: the node times every command in ``Node.serve_client`` (whole microseconds, the
 figure INFO commandstats sums) and counts it in one bucket of ``LATENCY_BOUNDS_US`` with a bisect:
 one dict lookup, one tuple index (a bisect over ~90 ints above 4 ms) and one list increment
-per command (about 2% of the cost of a GET in the serve loop). The bounds grow
+per command: about 60 ns, measured with bench/bench_hotpath.py as +0.05..0.1 us on a pipelined
+GET or SET (2.1..2.4 us) and within noise unpipelined (8.5 us). (Keeping the histogram on a list
+subclass as the cmdstats entry was slower: CPython 3.11 only specialises indexing of exact lists.) The bounds grow
 by 1-1.2-1.5-2-2.5-3-4-5-6-7-8-9 steps per decade, so a percentile read from them is at most a
 third above the exact value (Redis 7 uses an HdrHistogram for ``latency_percentiles_usec_<cmd>``; this is
 the same idea at a coarser precision). Bucket ``i`` counts ``BOUNDS[i-1] < dt <= BOUNDS[i]``; the

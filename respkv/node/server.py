@@ -34,7 +34,7 @@ import trio
 import respkv.commands  # noqa: F401  (registers every command module)
 from respkv.commands import errors as E
 from respkv.commands.core import TABLE, Client, ServerState, execute
-from respkv.config import Config
+from respkv.config import LOG_LEVELS, Config
 from respkv.node.metrics import (
     BUCKET_OF_US,
     FAST_US,
@@ -485,6 +485,12 @@ class Node:
                 self._kill_client(client)
 
 
+def apply_process_setting(key: str, value: str) -> None:
+    """CONFIG SET effects that belong to the process rather than the node: the log level."""
+    if key == "loglevel":
+        logging.getLogger("respkv").setLevel(LOG_LEVELS[value])
+
+
 async def run_node(config: Config, *, on_ready: Callable[[int], None] | None = None) -> None:
     """Run a node until SIGTERM/SIGINT or SHUTDOWN; the process entry point's trio main.
 
@@ -493,6 +499,7 @@ async def run_node(config: Config, *, on_ready: Callable[[int], None] | None = N
     notifier = SystemdNotifier.from_environment()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         node = Node(config)
+        node.state.on_config_set = apply_process_setting
         async with trio.open_nursery() as nursery:
 
             async def watch_signals() -> None:

@@ -125,3 +125,27 @@ def test_sigterm_right_after_ready_is_a_clean_stop(tmp_path) -> None:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+
+
+def protocol_error(port: int) -> bytes:
+    """Send a malformed request (logged at notice level) and read until the node hangs up."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"*abc\r\n")
+        data = b""
+        while chunk := c.recv(4096):
+            data += chunk
+        return data  # the line is logged before the node closes the connection
+
+
+def test_config_set_loglevel_applies_at_once() -> None:
+    sp = start_respkv("--loglevel", "warning", engine="memory")
+    try:
+        assert protocol_error(sp.port).startswith(b"-ERR Protocol error")
+        assert "event=protocol_error" not in sp.log()
+        with socket.create_connection(("127.0.0.1", sp.port), timeout=10) as c:
+            c.sendall(b"CONFIG SET loglevel notice\r\n")
+            assert c.recv(100) == b"+OK\r\n"
+        protocol_error(sp.port)
+        assert "event=protocol_error" in sp.log()
+    finally:
+        sp.stop()
