@@ -559,7 +559,9 @@ class Cluster:
         return None
 
     def _send(self, op: _Op, k: _KeyOp, node: str, build: Callable[[int], bytes], *,
-              read: bool, db: int, on_ok: Callable[[bytes], None] | None = None) -> None:
+              read: bool, db: int, on_ok: Callable[[bytes], None] | None = None) -> bool:
+        """Send one request for ``k`` to ``node``; its reply (or failure) goes to the tracker.
+        False (and ``node`` counted as failed) when ``node``'s link is not connected."""
         link = self.links.get(node)
         tracker = k.tracker
 
@@ -586,8 +588,9 @@ class Cluster:
         req_id = link.send(build, callback) if link is not None else 0
         if req_id:
             op.sent.append((link, req_id))  # type: ignore[arg-type]
-        else:
-            tracker.error(node, "not connected")
+            return True
+        tracker.error(node, "not connected")
+        return False
 
     def _maybe_repair(self, k: _KeyOp, db: int) -> None:
         """Read repair (Dynamo §4.7 light): once every contact answered, send the merged set to
@@ -665,12 +668,15 @@ class Cluster:
             return wire.encode_request(wire.CoordinateWrite(
                 rid, self.node_id, timeout_ms, db, key, ctx, value, expire, ts))
 
-        self._send(op, k, first, build, read=False, db=db, on_ok=coordinated)
-        if first in k.tracker._failed:  # could not even be sent: nobody will write it
-            for node in rest:
+        if not self._send(op, k, first, build, read=False, db=db, on_ok=coordinated):
+            for node in rest:  # nobody will make the write: the others cannot ack it
                 k.tracker.error(node, "coordinator unreachable")
 
-    # -- levels and INFO --
+    # -- levels, INFO, statistics --
+    def statistics(self) -> dict[str, Any]:
+        """Counters of this cluster member: the INFO cluster fields (a fresh dict)."""
+        return self.info()
+
     def check_level(self, level: Level) -> Level:
         n = self.effective_n()
         if isinstance(level, int) and level > n:

@@ -106,6 +106,9 @@ class PeerServer:
         self.stats = {"peer_connections_accepted": 0, "peer_connections_refused": 0,
                       "peer_requests_served": 0, "peer_connections_open": 0}
 
+    def statistics(self) -> dict[str, int]:
+        return dict(self.stats)
+
     async def run(self, listeners: list[Any], task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await trio.serve_listeners(self._serve, listeners, task_status=task_status)
 

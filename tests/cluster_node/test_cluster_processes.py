@@ -397,3 +397,21 @@ def test_keyed_commands_answer_as_a_single_node_does(cluster3: LocalCluster) -> 
             assert got == want, (step, cmd)
     finally:
         single.stop()
+
+
+def test_n_per_key_prefix_from_the_config_file(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    conf = os.path.join(tempfile.mkdtemp(prefix="respkv-conf-"), "respkv.toml")
+    with open(conf, "w") as f:
+        f.write('[n_replicas_by_prefix]\n"solo:" = 1\n"pair:" = 2\n')
+    c = make_cluster(3, "--config", conf)
+    a = c.client(0)
+    assert a.execute_command("SET", "solo:x", "1", "W", "1")
+    with pytest.raises(redis.ResponseError, match="exceeds the replication factor 1"):
+        a.execute_command("SET", "solo:x", "2", "W", "2")
+    assert a.execute_command("SET", "pair:x", "1", "W", "ALL")
+    with pytest.raises(redis.ResponseError, match="exceeds the replication factor 2"):
+        a.execute_command("GET", "pair:x", "R", "3")
+    assert a.execute_command("SET", "other", "1", "W", "3")
+    # Every node answers for every key, whichever replicas hold it.
+    for i in range(3):
+        assert c.client(i).get("solo:x") == b"1" and c.client(i).get("pair:x") == b"1"
