@@ -386,8 +386,11 @@ class Cluster:
         cfg = self.config
         listeners = await trio.open_tcp_listeners(self.settings.peer_port, host=cfg.bind)
         self.peer_port = listeners[0].socket.getsockname()[1]
-        self.identity = PeerIdentity(self.node_id, self.dc, self.settings.secret,
-                                     f"{cfg.bind}:{self.peer_port}", self._nonce)
+        # Announced so that nodes we dial can dial back; a wildcard bind has no address to
+        # announce (such a node must then be in the others' seeds).
+        advertise = "" if cfg.bind in ("0.0.0.0", "::", "") else f"{cfg.bind}:{self.peer_port}"
+        self.identity = PeerIdentity(self.node_id, self.dc, self.settings.secret, advertise,
+                                     self._nonce)
         self.server = PeerServer(self.identity, self.handle_request, lambda: self.node.engine.last_seq,
                                  self._durable, self._on_inbound_peer)
         async with trio.open_nursery() as nursery:

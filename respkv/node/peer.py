@@ -298,7 +298,10 @@ class PeerLink:
         pending, self._pending = self._pending, {}
         self._outbox = bytearray()
         for cb in pending.values():
-            cb(None)
+            try:
+                cb(None)
+            except Exception:
+                log.exception("event=peer_callback_failed address=%s", self.address)
 
     async def _connect(self) -> Any:
         ident = self.identity
@@ -353,7 +356,10 @@ class PeerLink:
                 self.stats["replies"] += 1
                 cb = self._pending.pop(reply.req_id, None)
                 if cb is not None:
-                    cb(reply)
+                    try:
+                        cb(reply)
+                    except Exception:  # a bug in one operation must not cut the link
+                        log.exception("event=peer_callback_failed address=%s", self.address)
             data = await _receive(stream)
             if not data:
                 raise trio.BrokenResourceError("peer closed the connection")
