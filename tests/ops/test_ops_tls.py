@@ -84,7 +84,8 @@ def test_tls_round_trip(certs: str) -> None:
         with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as s:
             s.sendall(b"PING\r\n")
             assert b"PONG" not in s.recv(100)
-        assert tls_client(certs, tls_port).ping()
+        with tls_client(certs, tls_port) as r:
+            assert r.ping()
     finally:
         assert sp.stop() == 0
     assert f"event=tls_listening port={tls_port}" in sp.log()
@@ -94,9 +95,11 @@ def test_mutual_tls(certs: str) -> None:
     tls_port = free_port()
     sp = start_respkv(*tls_args(certs, tls_port, mutual=True), engine="memory")
     try:
-        assert tls_client(certs, tls_port, cert=True).ping()
-        with pytest.raises((redis.ConnectionError, ssl.SSLError, OSError)):
-            tls_client(certs, tls_port, cert=False).ping()
+        with tls_client(certs, tls_port, cert=True) as r:
+            assert r.ping()
+        with tls_client(certs, tls_port, cert=False) as r:
+            with pytest.raises((redis.ConnectionError, ssl.SSLError, OSError)):
+                r.ping()
     finally:
         sp.stop()
 
