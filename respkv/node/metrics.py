@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import resource
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import trio
+
+from respkv.node.info import process_rss_bytes
 
 if TYPE_CHECKING:
     from respkv.node.server import Node
@@ -137,6 +141,19 @@ class _Out:
         else:
             self.lines.append(f"{name} {_num(value)}")
 
+    def histogram(self, name: str, hist: list[int], sum_us: int, **labels: str) -> None:
+        """The samples of one histogram (buckets of LATENCY_BOUNDS_US) in seconds."""
+        running = 0
+        start = 0
+        for bound, idx in zip(PROMETHEUS_BOUNDS_US, _PROM_INDEX, strict=True):
+            running += sum(hist[start : idx + 1])
+            start = idx + 1
+            self.sample(name + "_bucket", running, **labels, le=repr(bound / 1e6))
+        count = sum(hist)
+        self.sample(name + "_bucket", count, **labels, le="+Inf")
+        self.sample(name + "_sum", sum_us / 1e6, **labels)
+        self.sample(name + "_count", count, **labels)
+
     def one(self, name: str, kind: str, help_: str, value: float) -> None:
         self.family(name, kind, help_)
         self.sample(name, value)
@@ -197,23 +214,84 @@ def render(node: Node) -> str:
         h = hists.get(n)
         if h is None:
             continue
-        running = 0
-        start = 0
-        for bound, idx in zip(PROMETHEUS_BOUNDS_US, _PROM_INDEX, strict=True):
-            running += sum(h[start : idx + 1])
-            start = idx + 1
-            o.sample(hname + "_bucket", running, cmd=n, le=repr(bound / 1e6))
-        count = sum(h)
-        o.sample(hname + "_bucket", count, cmd=n, le="+Inf")
-        o.sample(hname + "_sum", cmdstats[n][1] / 1e6, cmd=n)
-        o.sample(hname + "_count", count, cmd=n)
+        o.histogram(hname, h, cmdstats[n][1], cmd=n)
 
     for key, value in node.engine.stats().items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
         name = "respkv_engine_" + "".join(c if c.isalnum() else "_" for c in key)
         o.one(name, "untyped", f"Storage engine statistic {key}.", value)
+    cluster = getattr(node, "cluster", None)
+    if cluster is not None:
+        _coordinator_metrics(o, cluster)
+    _process_metrics(o)
     return "\n".join(o.lines) + "\n"
+
+
+def observe_us(hists: dict[Any, list[int]], key: Any, us: int) -> None:
+    """Count a latency of ``us`` microseconds in ``hists[key]`` (created on first use), for
+    latencies off the single-node hot path (the coordinator's, per consistency level)."""
+    h = hists.get(key)
+    if h is None:
+        h = hists[key] = [0] * N_BUCKETS
+    h[BUCKET_OF_US[us] if us < FAST_US else bisect_left(LATENCY_BOUNDS_US, us)] += 1
+
+
+def _coordinator_metrics(o: _Out, cluster: Any) -> None:
+    """Per consistency level: the coordinator's ``level_stats`` ((kind, level) -> [calls,
+    failures, usec]) and, when it keeps them, ``level_hists`` ((kind, level) -> histogram, filled
+    with ``observe_us``)."""
+    level_stats: dict[tuple[str, str], list[int]] = getattr(cluster, "level_stats", {})
+    items = sorted(level_stats.items())
+    o.family("respkv_coordinator_requests_total", "counter",
+             "Quorum operations coordinated here, by kind (read/write) and consistency level.")
+    for (kind, level), st in items:
+        o.sample("respkv_coordinator_requests_total", st[0], kind=kind, level=level.lower())
+    o.family("respkv_coordinator_failed_total", "counter",
+             "Quorum operations that did not reach their consistency level.")
+    for (kind, level), st in items:
+        o.sample("respkv_coordinator_failed_total", st[1], kind=kind, level=level.lower())
+    o.family("respkv_coordinator_time_seconds_total", "counter",
+             "Time from sending quorum operations to their outcome, summed.")
+    for (kind, level), st in items:
+        o.sample("respkv_coordinator_time_seconds_total", st[2] / 1e6, kind=kind,
+                 level=level.lower())
+    hists: dict[tuple[str, str], list[int]] = getattr(cluster, "level_hists", {})
+    if hists:
+        name = "respkv_coordinator_duration_seconds"
+        o.family(name, "histogram", "Time from sending a quorum operation to its outcome.")
+        for (kind, level), h in sorted(hists.items()):
+            st = level_stats.get((kind, level))
+            o.histogram(name, h, st[2] if st else 0, kind=kind, level=level.lower())
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _process_metrics(o: _Out) -> None:
+    """The standard ``process_*`` families (as prometheus_client's process collector names
+    them), from getrusage and /proc where there is one."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    o.one("process_cpu_seconds_total", "counter", "User and system CPU time, in seconds.",
+          ru.ru_utime + ru.ru_stime)
+    o.one("process_resident_memory_bytes", "gauge", "Resident set size, in bytes.",
+          process_rss_bytes())
+    try:
+        o.one("process_open_fds", "gauge", "Open file descriptors.", len(os.listdir("/proc/self/fd")))
+    except OSError:
+        pass
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY:
+        o.one("process_max_fds", "gauge", "Limit of open file descriptors.", soft)
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            start_ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/stat", "rb") as f:
+            btime = next(int(ln.split()[1]) for ln in f if ln.startswith(b"btime "))
+        o.one("process_start_time_seconds", "gauge", "Start time since the epoch, in seconds.",
+              btime + start_ticks / _CLK_TCK)
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
 
 
 # -- the HTTP responder ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ endpoint, against a real `respkv server` process over real connections."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import urllib.error
@@ -263,3 +264,39 @@ def test_metrics_off_by_default() -> None:
         assert "event=metrics_listening" not in sp.log()
     finally:
         sp.stop()
+
+
+# -- per consistency level (the coordinator's figures) and process metrics, in process -------------
+
+
+def test_coordinator_and_process_families() -> None:
+    from types import SimpleNamespace
+
+    from respkv.config import Config
+    from respkv.node.metrics import observe_us, render
+    from respkv.node.server import Node
+
+    node = Node(Config(engine="memory"))
+    try:
+        hists: dict[tuple[str, str], list[int]] = {}
+        for us in (300, 900, 5000):
+            observe_us(hists, ("read", "QUORUM"), us)
+        node.cluster = SimpleNamespace(
+            level_stats={("read", "QUORUM"): [3, 1, 6200], ("write", "ONE"): [2, 0, 40]},
+            level_hists=hists,
+        )
+        m = parse_metrics(render(node))
+    finally:
+        node.engine.close()
+    assert m['respkv_coordinator_requests_total{kind="read",level="quorum"}'] == 3
+    assert m['respkv_coordinator_failed_total{kind="read",level="quorum"}'] == 1
+    assert m['respkv_coordinator_requests_total{kind="write",level="one"}'] == 2
+    assert m['respkv_coordinator_time_seconds_total{kind="read",level="quorum"}'] == 0.0062
+    b = 'respkv_command_duration_seconds'.replace("command", "coordinator")
+    assert m[b + '_bucket{kind="read",level="quorum",le="0.00025"}'] == 0
+    assert m[b + '_bucket{kind="read",level="quorum",le="0.001"}'] == 2
+    assert m[b + '_bucket{kind="read",level="quorum",le="+Inf"}'] == 3
+    assert m[b + '_count{kind="read",level="quorum"}'] == 3
+    assert m["process_resident_memory_bytes"] > 0
+    assert m["process_cpu_seconds_total"] > 0
+    assert "process_open_fds" in m or not os.path.exists("/proc/self/fd")
