@@ -497,6 +497,12 @@ class Cluster:
                                            None if blind else sets)
         except InvalidLevelError as e:
             return CommandError(E.INVALID_LEVEL % e)
+        except V.InvalidSiblingSetError as e:  # this replica's stored bytes are corrupt
+            log.error("event=corrupt_sibling_set command=%s error=%r", name, str(e))
+            return CommandError(E.INTERNAL % name)
+        except Exception:  # as respkv.commands.core.execute: one command fails, not the node
+            log.exception("event=command_failed command=%s mode=cluster", name)
+            return CommandError(E.INTERNAL % name)
         return reply if err is None else err
 
     def _plans(self, keys: Any, level: Level, write: bool) -> list[ReplicaPlan] | ErrorReply:
