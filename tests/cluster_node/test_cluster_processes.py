@@ -447,3 +447,43 @@ def test_racing_plain_writes_through_every_coordinator_converge(cluster3: LocalC
     assert 150 <= value <= 450
     _, sibs = siblings(cluster3.client(0), "hot-counter")
     assert 1 <= len(sibs) <= 3
+
+
+def test_a_replica_dying_under_load_costs_no_write_and_rejoins(cluster3: LocalCluster) -> None:
+    import threading
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    done = [0, 0]
+
+    def writer(i: int) -> None:
+        c = cluster3.client(i)
+        j = 0
+        try:
+            while not stop.is_set():
+                assert c.execute_command("SET", f"load:{i}:{j % 50}", str(j), "W", "2")
+                done[i] += 1
+                j += 1
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: min(done) > 50, 20, "writes under way")
+    cluster3.kill(2)
+    before = list(done)
+    wait_until(lambda: min(d - b for d, b in zip(done, before, strict=True)) > 50, 20,
+               "writes after the kill")
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    cluster3.restart(2)
+    cluster3.wait_converged()
+    c2 = cluster3.client(2)
+    assert c2.execute_command("SET", "after", "1", "W", "ALL")
+    assert cluster3.client(0).execute_command("GET", "after", "R", "ALL") == b"1"
+    # The restarted replica (LSM: it kept what it had) catches up on a key through read repair.
+    last = cluster3.client(0).execute_command("GET", "load:0:0", "R", "ALL")
+    assert c2.execute_command("GET", "load:0:0", "R", "1") == last
