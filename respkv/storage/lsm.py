@@ -63,8 +63,6 @@ from respkv.storage.compaction import (
 from respkv.storage.errors import EngineClosedError, TableCorruptionError
 from respkv.storage.format import (
     KIND_DELETE,
-    ENTRY_HEADER,
-    ENTRY_HEADER_SIZE,
     KIND_PUT,
     LOCK,
     LOG_DELETE,
@@ -93,9 +91,6 @@ from respkv.storage.sstable import (
     RangeTombstone,
     TableBuilder,
     TableReader,
-    parse_keys,
-    parsed_extra,
-    search_raw,
 )
 
 log = logging.getLogger(__name__)
@@ -112,7 +107,6 @@ _put_pack = LOG_PUT_FIXED.pack
 _del_pack = LOG_DELETE_FIXED.pack
 _hdr_pack = RECORD_HEADER.pack
 _crc32 = zlib.crc32
-_unpack_entry = ENTRY_HEADER.unpack_from
 # Record(...) goes through a Python-level __new__; tuple.__new__ builds the same NamedTuple
 # without that frame (half the cost on the put and get paths).
 _new_tuple = tuple.__new__
@@ -529,37 +523,27 @@ class LSMEngine:
                 continue
             i = bisect_right(first_keys, key) - 1
             blk = cache_d.get(base + i)
-            if blk is None:
-                self._get_cache_misses += 1
-                blk = t.load_raw(i, self._cache)
-                j = search_raw(blk, key)
-            else:
-                cache_d.move_to_end(base + i)
+            if blk is not None and blk[2] is None:
+                # The common hit: a block in records form (see BlockCache). blk[4] is the
+                # CLOCK reference bit, blk[0] the sorted keys, blk[1] the answers.
+                blk[4] = True
                 keys = blk[0]
-                if keys is None:
-                    cache = self._cache
-                    # Second touch: parse (a key list bisected in C) if that fits without
-                    # evicting anything; a full cache keeps more blocks raw instead.
-                    if cache.used + parsed_extra(blk) <= cache.capacity:
-                        charge = blk[3]
-                        keys = parse_keys(blk)
-                        cache.grew(blk[3] - charge)
-                if keys is None:
-                    j = search_raw(blk, key)
-                else:
-                    j = bisect_left(keys, key)
-                    if j == len(keys) or keys[j] != key:
-                        j = -1
-            if j >= 0:
-                self._bloom_negatives += neg
-                self._bloom_true_positives += 1
-                data = blk[2]
-                o = blk[1][j]
-                kind, kl, ml, vl, _seq, tm = _unpack_entry(data, o)
-                if kind != KIND_PUT:
-                    return None
-                p = o + ENTRY_HEADER_SIZE + kl
-                return _new_tuple(Record, (data[p + ml : p + ml + vl], tm, data[p : p + ml]))
+                j = bisect_left(keys, key)
+                if j < len(keys) and keys[j] == key:
+                    self._bloom_negatives += neg
+                    self._bloom_true_positives += 1
+                    v = blk[1][j]
+                    if v.__class__ is bytes:  # a put with no expiry and no meta
+                        return _new_tuple(Record, (v, 0, b""))
+                    return None if v.__class__ is int else v  # int: a tombstone
+            else:
+                if blk is None:
+                    self._get_cache_misses += 1
+                r = t.probe_block(i, key, blk, self._cache)
+                if r is not MISSING:
+                    self._bloom_negatives += neg
+                    self._bloom_true_positives += 1
+                    return r  # type: ignore[return-value]
             self._bloom_false_positives += 1
         self._bloom_negatives += neg
         return None
@@ -730,6 +714,7 @@ class LSMEngine:
             self._state = _State(st.frozen, _sorted_tables(tables))
         self._compactions += 1
         for t in inputs:
+            self._cache.forget_table(t.number)
             # Readers already holding ``t`` (a scan) keep its open file; the name goes now.
             self._fs.unlink(t.path)
 

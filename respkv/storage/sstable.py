@@ -61,6 +61,10 @@ _LITTLE_ENDIAN = sys.byteorder == "little"
 # memoryview and its buffer, the cache's list and key, the OrderedDict node (tracemalloc on
 # CPython 3.11: ~560 bytes).
 RAW_BLOCK_OVERHEAD = 560
+# Beyond its keys and answers, a records-form block holds the cache's list, key and node.
+RECORDS_BLOCK_OVERHEAD = 300
+# Record(...) goes through a Python-level __new__; tuple.__new__ builds the same NamedTuple.
+_new_tuple = tuple.__new__
 
 
 def _trailer_struct(n: int) -> struct.Struct:
@@ -102,12 +106,18 @@ class TableProps:
 
 
 class BlockCache:
-    """A bounded LRU of data blocks, keyed by (table number << 32 | block index). A block enters
-    in raw form (bytes plus its offset array: cheap to load, searched by slicing keys on demand)
-    and is upgraded to parsed form (plus a list of its keys, bisected in C) when it is hit again
-    and the upgrade fits without evicting anything, so one-off reads never pay for parsing and a
-    full cache holds more (raw) blocks rather than churning. ``charge`` (element 3) approximates
-    the Python memory the block holds in its current form."""
+    """A bounded cache of data blocks, keyed by (table number << 32 | block index), evicting
+    with CLOCK (second chance; Corbato 1968): a hit only sets the block's reference bit (a
+    list store, where an LRU's move-to-end relinks three cold nodes), and eviction walks from
+    the oldest insertion, re-queuing referenced blocks once with the bit cleared.
+
+    A block enters in *raw* form (its verified bytes plus a view of its offsets: cheap to load,
+    searched by slicing keys on demand) and is upgraded in place to *records* form (a sorted
+    key list bisected in C, and each entry's answer ready-made; the bytes are dropped) when it
+    is hit again and the upgrade fits without evicting anything, so one-off reads never pay for
+    decoding and a full cache holds more (raw) blocks rather than churning. A cache entry is a
+    list (see BLK_* below); ``charge`` approximates the Python memory the block holds in its
+    current form (tests/storage check it against tracemalloc)."""
 
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
@@ -115,9 +125,17 @@ class BlockCache:
         self.hits = 0
         self.misses = 0
         self._d: OrderedDict[int, list] = OrderedDict()
+        self._dead: list[int] = []  # numbers of deleted tables whose blocks are still here
+
+    def forget_table(self, number: int) -> None:
+        """Table ``number`` was deleted: its blocks are dropped at the next insert. Safe from
+        any thread (a list append); the purge itself runs on the cache's thread."""
+        self._dead.append(number)
 
     def insert(self, k: int, block: list, charge: int) -> None:
         d = self._d
+        if self._dead:
+            self._purge_dead()
         if k in d or charge > self.capacity:
             return
         d[k] = block
@@ -129,21 +147,44 @@ class BlockCache:
         self.used += delta
         self._evict()
 
+    def _purge_dead(self) -> None:
+        dead = self._dead
+        self._dead = []
+        numbers = set(dead)
+        d = self._d
+        for k in [k for k in d if k >> 32 in numbers]:
+            self.used -= d.pop(k)[BLK_CHARGE]
+
     def _evict(self) -> None:
         d = self._d
         while self.used > self.capacity and d:
-            _, old = d.popitem(last=False)
-            self.used -= old[3]
+            k, old = d.popitem(last=False)
+            if old[BLK_REF]:
+                old[BLK_REF] = False  # second chance; terminates: only hits set the bit
+                d[k] = old
+            else:
+                self.used -= old[BLK_CHARGE]
 
     def __len__(self) -> int:
         return len(self._d)
 
 
+# A cached block is a list:
+#   raw form:     [None, offsets-then-key-lengths (2n u32), data, charge, ref]
+#   records form: [keys, answers, None, charge, ref]
+# where answers[j] is the value (bytes) of a put with no expiry and no meta, a Record for
+# any other put, or the int deleted_at_ms of a point tombstone.
+BLK_KEYS = 0
+BLK_BOTH = BLK_ANSWERS = 1
+BLK_DATA = 2
+BLK_CHARGE = 3
+BLK_REF = 4
+
+
 def raw_block(data: bytes, path: str, offset: int) -> list:
-    """A verified data block (checksum stripped) in the cache's *raw* form:
-    [None, offsets-then-key-lengths (2n u32), data, charge]. Searching it slices keys on demand.
-    On a little-endian host the 2n u32 are a memoryview on the block's own trailer (no copy,
-    no int objects: ~500 bytes per block instead of ~1.5 KB for a tuple of ints)."""
+    """A verified data block (checksum stripped) in the cache's *raw* form. On a little-endian
+    host the 2n u32 are a memoryview on the block's own trailer (no copy, no int objects:
+    ~500 bytes per block instead of ~1.5 KB for a tuple of ints)."""
     end = len(data) - 4
     try:
         (n,) = U32.unpack_from(data, end)
@@ -156,33 +197,64 @@ def raw_block(data: bytes, path: str, offset: int) -> list:
             both = _trailer_struct(n).unpack_from(data, start)
     except (struct.error, MemoryError) as e:
         raise TableCorruptionError(path, offset, f"malformed block trailer: {e}") from None
-    return [None, both, data, len(data) + RAW_BLOCK_OVERHEAD]
+    return [None, both, data, len(data) + RAW_BLOCK_OVERHEAD, False]
 
 
-def parsed_extra(blk: list) -> int:
-    """How many more bytes a raw block is charged once parsed: a list slot and a bytes object
-    per key (tracemalloc: 56 bytes per 12-byte key), plus the list. Keys longer than 15 bytes
-    cost more; the key bytes are counted by the raw charge already (they are in ``data``)."""
-    return 56 * (len(blk[1]) >> 1) + 56
+def _bytes_mem(n: int) -> int:
+    """tracemalloc size of a bytes object of length n (CPython 3.11: 33-byte header, 16-byte
+    allocation granules)."""
+    return (48 + n) & ~15
 
 
-def parse_keys(blk: list) -> list[bytes]:
-    """Upgrade a raw block to the *parsed* form in place (blk[0] = the list of its keys, for
-    C-speed bisection); returns the keys. Adds the keys' memory to blk[3]."""
-    both = blk[1]
-    data = blk[2]
+def records_extra_estimate(blk: list) -> int:
+    """A lower-bound guess, from a raw block's size alone, of how many more bytes it will be
+    charged in records form (decoding it to find out exactly would cost what the check saves)."""
+    n = len(blk[BLK_BOTH]) >> 1
+    data = blk[BLK_DATA]
+    payload = len(data) - 4 - (8 + _HDR) * n  # keys, metas and values
+    return payload + 100 * n + RECORDS_BLOCK_OVERHEAD - blk[BLK_CHARGE]
+
+
+def to_records(blk: list) -> int:
+    """Upgrade a raw block to records form in place; returns the change in its charge."""
+    both = blk[BLK_BOTH]
+    data = blk[BLK_DATA]
+    n = len(both) >> 1
+    keys = []
+    answers: list[object] = []
+    charge = RECORDS_BLOCK_OVERHEAD + 2 * (8 * n + (n >> 3) * 8)  # two lists, ~1/8 slack
+    unpack = _unpack_entry
+    for j in range(n):
+        o = both[j]
+        kind, kl, ml, vl, _seq, t = unpack(data, o)
+        p = o + _HDR
+        keys.append(data[p : p + kl])
+        p += kl
+        charge += _bytes_mem(kl)
+        if kind != KIND_PUT:
+            answers.append(t)
+            charge += 32
+        elif t == 0 and ml == 0:
+            answers.append(data[p : p + vl])
+            charge += _bytes_mem(vl)
+        else:
+            answers.append(_new_tuple(Record, (data[p + ml : p + ml + vl], t, data[p : p + ml])))
+            charge += 64 + 32 + _bytes_mem(vl) + _bytes_mem(ml)
+    blk[BLK_KEYS] = keys
+    blk[BLK_ANSWERS] = answers
+    blk[BLK_DATA] = None
+    delta = charge - blk[BLK_CHARGE]
+    blk[BLK_CHARGE] = charge
+    return delta
+
+
+def with_keys(blk: list) -> tuple[list[bytes], object, bytes]:
+    """(keys, offsets-and-key-lengths, data) of a raw-form block, for iteration."""
+    both = blk[BLK_BOTH]
+    data = blk[BLK_DATA]
     n = len(both) >> 1
     keys = [data[o + _HDR : o + _HDR + kl] for o, kl in zip(both[:n], both[n:])]
-    blk[0] = keys
-    blk[3] += parsed_extra(blk)
-    return keys
-
-
-def parse_block(data: bytes, path: str, offset: int) -> list:
-    """(keys, offsets-and-key-lengths, data, charge) of a verified data block."""
-    blk = raw_block(data, path, offset)
-    parse_keys(blk)
-    return blk
+    return keys, both, data
 
 
 def search_raw(blk: list, key: bytes) -> int:
@@ -206,12 +278,42 @@ def search_raw(blk: list, key: bytes) -> int:
     return -1
 
 
+def block_get(blk: list, key: bytes) -> object:
+    """Record, None (a tombstone) or MISSING: ``key`` looked up in a block of either form."""
+    keys = blk[BLK_KEYS]
+    if keys is not None:
+        j = bisect_left(keys, key)
+        if j == len(keys) or keys[j] != key:
+            return MISSING
+        v = blk[BLK_ANSWERS][j]
+        if v.__class__ is bytes:
+            return _new_tuple(Record, (v, 0, b""))
+        return None if v.__class__ is int else v
+    j = search_raw(blk, key)
+    if j < 0:
+        return MISSING
+    data = blk[BLK_DATA]
+    o = blk[BLK_BOTH][j]
+    kind, kl, ml, vl, _seq, t = _unpack_entry(data, o)
+    if kind != KIND_PUT:
+        return None
+    p = o + _HDR + kl
+    return _new_tuple(Record, (data[p + ml : p + ml + vl], t, data[p : p + ml]))
+
+
 def decode_entry(data: bytes, o: int) -> Entry:
     kind, kl, ml, vl, seq, t = _unpack_entry(data, o)
     p = o + _HDR
     key = data[p : p + kl]
     p += kl
     return (key, -seq, kind, t, data[p : p + ml], data[p + ml : p + ml + vl])
+
+
+def _answer_entry(key: bytes, nseq: int, a: object) -> Entry:
+    """The entry (with seq ``-nseq``) of a records-form answer that is not a plain value."""
+    if a.__class__ is int:
+        return (key, nseq, KIND_DELETE, a, b"", b"")
+    return (key, nseq, KIND_PUT, a[1], a[2], a[0])  # type: ignore[index]
 
 
 class TableBuilder:
@@ -460,58 +562,66 @@ class TableReader:
             raise TableCorruptionError(self.path, off, "block checksum mismatch")
         return block
 
-    def block(self, i: int, cache: BlockCache | None, fill: bool = True) -> list:
-        """Block ``i`` in parsed form, through the cache when one is given."""
+    def block(self, i: int, cache: BlockCache | None, fill: bool = True
+              ) -> tuple[list[bytes], object, bytes]:
+        """(keys, offsets-and-key-lengths, data) of block ``i``, for iteration: from the cache
+        when it holds the block in raw form, else read (and cached raw if ``fill``). A block
+        cached in records form no longer has its bytes; it is read again (not re-cached)."""
         if cache is not None:
             ck = self.cache_base + i
             blk = cache._d.get(ck)
-            if blk is not None:
-                cache._d.move_to_end(ck)
+            if blk is not None and blk[BLK_DATA] is not None:
+                blk[BLK_REF] = True
                 cache.hits += 1
-                if blk[0] is None:
-                    before = blk[3]
-                    parse_keys(blk)
-                    cache.grew(blk[3] - before)
-                return blk
+                return with_keys(blk)
             cache.misses += 1
         off = self.block_offs[i]
-        blk = parse_block(self.read_raw(off, self.block_lens[i]), self.path, off)
-        if cache is not None and fill:
-            cache.insert(self.cache_base + i, blk, blk[3])
-        return blk
-
-    def load_raw(self, i: int, cache: BlockCache) -> list:
-        """Read and verify block ``i`` and cache it in raw form (the point-read miss path)."""
-        off = self.block_offs[i]
         blk = raw_block(self.read_raw(off, self.block_lens[i]), self.path, off)
-        cache.insert(self.cache_base + i, blk, blk[3])
-        return blk
+        if cache is not None and fill:
+            cache.insert(self.cache_base + i, blk, blk[BLK_CHARGE])
+        return with_keys(blk)
+
+    def probe_block(self, i: int, key: bytes, blk: list | None, cache: BlockCache) -> object:
+        """``key`` looked up in block ``i`` (Record, None for a tombstone, or MISSING), given
+        ``blk``, the cache's entry for it (None on a miss: the block is read and cached raw).
+        A raw block hit again is upgraded to records form if that fits without evicting.
+        Counts nothing in ``cache.hits``/``misses`` (callers do)."""
+        if blk is None:
+            off = self.block_offs[i]
+            blk = raw_block(self.read_raw(off, self.block_lens[i]), self.path, off)
+            cache.insert(self.cache_base + i, blk, blk[BLK_CHARGE])
+        else:
+            blk[BLK_REF] = True
+            if (blk[BLK_KEYS] is None
+                    and cache.used + records_extra_estimate(blk) <= cache.capacity):
+                cache.grew(to_records(blk))
+        return block_get(blk, key)
 
     def get(self, key: bytes, cache: BlockCache | None) -> object:
         """Record, None (a tombstone), or MISSING. Range tombstones are the caller's business."""
         i = bisect_right(self.first_keys, key) - 1
         if i < 0:
             return MISSING
-        keys, offs, data, _ = self.block(i, cache)
-        j = bisect_left(keys, key)
-        if j == len(keys) or keys[j] != key:
-            return MISSING
-        o = offs[j]
-        kind, kl, ml, vl, seq, t = _unpack_entry(data, o)
-        if kind != KIND_PUT:
-            return None
-        p = o + _HDR + kl
-        return Record(data[p + ml : p + ml + vl], t, data[p : p + ml])
+        if cache is None:
+            off = self.block_offs[i]
+            return block_get(raw_block(self.read_raw(off, self.block_lens[i]), self.path, off),
+                             key)
+        blk = cache._d.get(self.cache_base + i)
+        if blk is None:
+            cache.misses += 1
+        else:
+            cache.hits += 1
+        return self.probe_block(i, key, blk, cache)
 
     def get_entry(self, key: bytes, cache: BlockCache | None) -> Entry | None:
         i = bisect_right(self.first_keys, key) - 1
         if i < 0:
             return None
-        keys, offs, data, _ = self.block(i, cache)
+        keys, offs, data = self.block(i, cache)
         j = bisect_left(keys, key)
         if j == len(keys) or keys[j] != key:
             return None
-        return decode_entry(data, offs[j])
+        return decode_entry(data, offs[j])  # type: ignore[index]
 
     def iter_entries(self, start: bytes = b"", end: bytes | None = None,
                      cache: BlockCache | None = None) -> Iterator[Entry]:
@@ -521,12 +631,12 @@ class TableReader:
         while i < nblocks:
             if end is not None and self.first_keys[i] >= end:
                 return
-            keys, offs, data, _ = self.block(i, cache, fill=False)
+            keys, offs, data = self.block(i, cache, fill=False)
             j = bisect_left(keys, start) if start else 0
             for j in range(j, len(keys)):
                 if end is not None and keys[j] >= end:
                     return
-                yield decode_entry(data, offs[j])
+                yield decode_entry(data, offs[j])  # type: ignore[index]
             i += 1
 
     def iter_batches(self, start: bytes = b"", end: bytes | None = None,
@@ -537,10 +647,28 @@ class TableReader:
         while i < nblocks:
             if end is not None and self.first_keys[i] >= end:
                 return
-            keys, offs, data, _ = self.block(i, cache, fill=False)
-            lo = bisect_left(keys, start) if start else 0
-            hi = len(keys) if end is None else bisect_left(keys, end)
-            yield [decode_entry(data, o) for o in offs[lo:hi]]
+            blk = cache._d.get(self.cache_base + i) if cache is not None else None
+            if blk is not None and blk[BLK_DATA] is None:
+                # Records form: entries rebuilt from the answers, with the table's max_seq as
+                # every entry's seq. Safe for a scan's merge: tables hold disjoint seq ranges
+                # and at most one entry per key, so it orders versions across sources exactly
+                # as the true seq would; and a range tombstone covers the proxy iff it covers
+                # the true seq (older tables' tombstones cover neither, newer ones cover both,
+                # the table's own never cover its entries).
+                blk[BLK_REF] = True
+                cache.hits += 1  # type: ignore[union-attr]
+                keys = blk[BLK_KEYS]
+                lo = bisect_left(keys, start) if start else 0
+                hi = len(keys) if end is None else bisect_left(keys, end)
+                nseq = -self.props.max_seq
+                yield [(k, nseq, KIND_PUT, 0, b"", a) if a.__class__ is bytes
+                       else _answer_entry(k, nseq, a)
+                       for k, a in zip(keys[lo:hi], blk[BLK_ANSWERS][lo:hi])]
+            else:
+                keys, offs, data = self.block(i, cache, fill=False)
+                lo = bisect_left(keys, start) if start else 0
+                hi = len(keys) if end is None else bisect_left(keys, end)
+                yield [decode_entry(data, o) for o in offs[lo:hi]]  # type: ignore[index]
             if hi < len(keys):
                 return
             i += 1
@@ -550,7 +678,7 @@ class TableReader:
         re-encoding: (key, -seq, kind, time, <the entry's bytes>, None)."""
         unpack = _unpack_entry
         for i in range(len(self.first_keys)):
-            keys, offs, data, _ = self.block(i, None, fill=False)
+            keys, offs, data = self.block(i, None, fill=False)
             n = len(keys)
             ends = [*offs[1:n], len(data) - 4 - 8 * n]
             out = []

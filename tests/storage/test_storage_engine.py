@@ -323,3 +323,55 @@ def test_enospc_during_flush_leaves_no_partial_table_and_can_retry(fs: FaultFile
     assert len(list(e.scan())) == 40 and _tables(fs)
     e.close()
     assert len(list(open_engine(fs).scan())) == 40
+
+
+@pytest.mark.parametrize("with_range_delete", [False, True])
+def test_cached_block_forms_answer_gets_and_scans_like_a_dict(
+        fs: FaultFileSystem, clock: Clock, with_range_delete: bool) -> None:
+    """Gets and scans through blocks cached raw (first touch), then in records form (second
+    touch: answers decoded, bytes dropped), over overlapping tables with tombstones, expiry
+    and meta; then after a compaction drops the old tables' blocks from the cache."""
+    import random
+
+    rng = random.Random(3)
+    e = open_engine(fs, clock, memtable_bytes=64 << 10)
+    model: dict[bytes, Record] = {}
+    keys = [b"k%05d" % i for i in range(3000)]
+    for rnd in range(4):
+        for k in rng.sample(keys, 1500):
+            x = rng.random()
+            if x < 0.15:
+                e.delete(k)
+                model.pop(k, None)
+            elif x < 0.3:
+                r = Record(b"v%d-%s" % (rnd, k), clock.t + 10**9, b"meta")
+                e.put(k, r.value, r.expire_at_ms, r.meta)
+                model[k] = r
+            else:
+                e.put(k, b"v%d-%s" % (rnd, k))
+                model[k] = Record(b"v%d-%s" % (rnd, k), 0, b"")
+        e.flush()
+    if with_range_delete:
+        e.delete_range(b"k01000", b"k01500")
+        e.flush()
+        for k in keys[1000:1500]:
+            model.pop(k, None)
+    assert len(e._state.tables) > 1
+
+    def check() -> None:
+        for _touch in range(3):
+            for k in keys:
+                assert e.get(k) == model.get(k), k
+        assert list(e.scan()) == sorted(model.items())
+        assert list(e.scan(b"k00500", b"k02500")) == [
+            (k, r) for k, r in sorted(model.items()) if b"k00500" <= k < b"k02500"]
+
+    check()
+    if not with_range_delete:
+        blocks = list(e._cache._d.values())
+        assert blocks and all(blk[0] is not None for blk in blocks)  # all in records form
+    used = e._cache.used
+    e.compact(full=True)
+    check()
+    assert e._cache.used <= used and all(k >> 32 in {t.number for t in e._state.tables}
+                                         for k in e._cache._d)

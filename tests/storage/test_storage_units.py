@@ -141,18 +141,22 @@ def test_sstable_round_trip(fs: FaultFileSystem) -> None:
     r = TableReader(fs.open_read("/t/1.sst"), 1)
     assert r.props.entries == 5000 and r.props.data_blocks > 10
     assert r.range_tombstones == [rt]
-    cache = BlockCache(1 << 20)
-    for i in range(5000):
-        got = r.get(b"k%06d" % i, cache)
-        if i % 10 == 3:
-            assert got is None
-        else:
-            assert got == Record(b"value-%d" % i * 3, i, b"m" if i % 2 else b"")
-    assert r.get(b"k", cache) is MISSING and r.get(b"k0000015", cache) is MISSING
-    assert r.get(b"z", cache) is MISSING
+    cache = BlockCache(16 << 20)
+    for _pass in range(2):  # raw blocks, then (hit again) records form
+        for i in range(5000):
+            got = r.get(b"k%06d" % i, cache)
+            if i % 10 == 3:
+                assert got is None
+            else:
+                assert got == Record(b"value-%d" % i * 3, i, b"m" if i % 2 else b"")
+        assert r.get(b"k", cache) is MISSING and r.get(b"k0000015", cache) is MISSING
+        assert r.get(b"z", cache) is MISSING
+    assert all(blk[0] is not None for blk in cache._d.values())
     assert cache.hits > 0 and cache.misses > 0
     keys = [e[0] for e in r.iter_entries()]
     assert keys == [b"k%06d" % i for i in range(5000)]
+    assert [e[0] for e in r.iter_entries(cache=cache)] == keys
+    assert [e[0] for b in r.iter_batches(cache=cache) for e in b] == keys
     assert [e[0] for e in r.iter_entries(b"k000100", b"k000105")] == [
         b"k%06d" % i for i in range(100, 105)]
 
@@ -318,3 +322,45 @@ def test_only_the_fs_seam_touches_the_os() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module.split(".")[0]]
             assert not forbidden & set(names), (path.name, names)
+
+
+def _cache_memory_ratio(fs: FaultFileSystem, touches: int) -> float:
+    """cache.used over the memory tracemalloc sees the cache keep, after every block of a
+    table was looked up ``touches`` times."""
+    import gc
+    import tracemalloc
+
+    fs.mkdir("/t")
+    b = TableBuilder(fs.create("/t/1.sst"), 3000)
+    rng = random.Random(7)
+    for i, key in enumerate(sorted({rng.randbytes(12) for _ in range(3000)})):
+        if i % 50 == 7:
+            b.add(key, i + 1, KIND_DELETE, 555, b"", b"")
+        elif i % 50 == 9:
+            b.add(key, i + 1, KIND_PUT, 10**12, b"meta", rng.randbytes(100))
+        else:
+            b.add(key, i + 1, KIND_PUT, 0, b"", rng.randbytes(100))
+    b.finish()
+    r = TableReader(fs.open_read("/t/1.sst"), 1)
+    cache = BlockCache(1 << 30)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(touches):
+            for k in r.first_keys:
+                assert r.get(k, cache) is not MISSING
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == len(r.first_keys)
+    forms = {blk[0] is None for blk in cache._d.values()}
+    assert forms == ({True} if touches == 1 else {False})  # raw, or all in records form
+    return cache.used / kept
+
+
+@pytest.mark.parametrize("touches", [1, 2])
+def test_block_cache_charges_what_the_blocks_hold(fs: FaultFileSystem, touches: int) -> None:
+    # 1 touch: raw form; 2: records form (the honest count block_cache_bytes relies on)
+    assert 0.85 < _cache_memory_ratio(fs, touches) < 1.2
