@@ -299,13 +299,15 @@ class ClusterView:
 
 
 class _KeyOp:
-    __slots__ = ("key", "tracker", "resolved", "repaired")
+    __slots__ = ("key", "tracker", "resolved", "repaired", "spares", "outstanding")
 
     def __init__(self, key: bytes, tracker: QuorumTracker) -> None:
         self.key = key
         self.tracker = tracker
         self.resolved = False
         self.repaired = False
+        self.spares: list[str] = []  # read contacts not asked yet (asked on a failure or late)
+        self.outstanding = 0  # requests sent and not yet answered
 
 
 class _Op:
@@ -354,6 +356,9 @@ class Cluster:
         self._nonce = nonce
         self.server: PeerServer | None = None
         self.timeout_s = s.timeout_ms / 1000
+        # Reads ask just enough replicas (R, counting this node's own copy), and the others
+        # only when one fails or nothing is back after this long (Cassandra's speculative retry).
+        self.speculative_s = max(0.005, self.timeout_s / 10)
         # (kind, level) -> [calls, failures, total usec]
         self.level_stats: dict[tuple[str, str], list[int]] = {}
         node.state.cluster = self
@@ -518,11 +523,22 @@ class Cluster:
             plans.append(p)
         return plans
 
-    async def _wait(self, op: _Op, kind: str, level: Level) -> _KeyOp | None:
-        """Wait for ``op`` to resolve or the deadline; the first failed key, or None."""
+    async def _wait(self, op: _Op, kind: str, level: Level,
+                    speculate: int | None = None) -> _KeyOp | None:
+        """Wait for ``op`` to resolve or the deadline; the first failed key, or None.
+        ``speculate`` (reads, the db): once ``speculative_s`` has passed, also ask every read
+        contact not asked yet (a slow or silent replica must not cost the read)."""
         t0 = self.node.perf_ns()
+        if op.open and speculate is not None and any(k.spares for k in op.keys):
+            with trio.move_on_after(self.speculative_s):
+                await op.event.wait()
+            if op.open:
+                for k in op.keys:
+                    while k.spares and not k.resolved:
+                        self._read_from(op, k, k.spares.pop(), speculate)
         if op.open:
-            with trio.move_on_after(self.timeout_s):
+            remaining = self.timeout_s - (self.node.perf_ns() - t0) / 1e9
+            with trio.move_on_after(max(0.0, remaining)):
                 await op.event.wait()
         if op.open:  # the deadline passed: stop listening for this operation's replies
             for link, req_id in op.sent:
@@ -549,15 +565,18 @@ class Cluster:
         for key, p in zip(keys, plans, strict=True):
             k = _KeyOp(key, QuorumTracker(p))
             op.add(k)
-            for node in p.contacts:
-                if node == self.node_id:
-                    k.tracker.ok(node, self.replica.read(db, key))
-                    continue
-                self._send(op, k, node, lambda rid, key=key: wire.encode_request(
-                    wire.ReplicaRead(rid, self.node_id, int(self.timeout_s * 1000), db, key)),
-                    read=True, db=db)
+            remote = [node for node in p.contacts if node != self.node_id]
+            if p.local_replica is not None:
+                k.tracker.ok(self.node_id, self.replica.read(db, key))
+            if p.required_per_dc:
+                ask = len(remote)  # per-datacenter levels: ask everyone
+            else:
+                ask = max(0, p.required - (1 if p.local_replica is not None else 0))
+            k.spares = remote[ask:][::-1]  # popped from the end: preference order
+            for node in remote[:ask]:
+                self._read_from(op, k, node, db)
             op.check(k)
-        failed = await self._wait(op, "read", level)
+        failed = await self._wait(op, "read", level, speculate=db)
         if failed is not None:
             f = failed.tracker.failure()
             assert f is not None
@@ -567,6 +586,20 @@ class Cluster:
             self._maybe_repair(k, db)
         return None
 
+    def _read_from(self, op: _Op, k: _KeyOp, node: str, db: int) -> None:
+        key = k.key
+        while not self._send(op, k, node, lambda rid: wire.encode_request(
+                wire.ReplicaRead(rid, self.node_id, int(self.timeout_s * 1000), db, key)),
+                read=True, db=db):
+            if not k.spares:  # could not send: ask the next replica instead, if any
+                return
+            node = k.spares.pop()
+
+    def _ask_spare(self, op: _Op, k: _KeyOp, db: int) -> None:
+        """A read contact failed: ask the next one not asked yet (keeps R reachable)."""
+        if k.spares and not k.resolved:
+            self._read_from(op, k, k.spares.pop(), db)
+
     def _send(self, op: _Op, k: _KeyOp, node: str, build: Callable[[int], bytes], *,
               read: bool, db: int, on_ok: Callable[[bytes], None] | None = None) -> bool:
         """Send one request for ``k`` to ``node``; its reply (or failure) goes to the tracker.
@@ -575,18 +608,22 @@ class Cluster:
         tracker = k.tracker
 
         def callback(reply: wire.Reply | None) -> None:
-            if reply is None:
-                tracker.error(node, "connection lost")
-            elif not reply.ok:
-                tracker.error(node, reply.payload.decode("utf-8", "replace"))
+            k.outstanding -= 1
+            if reply is None or not reply.ok:
+                why = "connection lost" if reply is None else reply.payload.decode("utf-8",
+                                                                                    "replace")
+                tracker.error(node, why)
+                if read:
+                    self._ask_spare(op, k, db)
             elif read:
                 try:
                     s = V.decode_sibling_set(reply.payload) if reply.payload else EMPTY
                 except V.InvalidSiblingSetError as e:
                     tracker.error(node, str(e))
+                    self._ask_spare(op, k, db)
                 else:
                     tracker.ok(node, s)
-                    if tracker.done and k.resolved:
+                    if k.outstanding == 0 and k.resolved:
                         self._maybe_repair(k, db)
             elif on_ok is not None:
                 on_ok(reply.payload)
@@ -597,14 +634,15 @@ class Cluster:
         req_id = link.send(build, callback) if link is not None else 0
         if req_id:
             op.sent.append((link, req_id))  # type: ignore[arg-type]
+            k.outstanding += 1
             return True
         tracker.error(node, "not connected")
         return False
 
     def _maybe_repair(self, k: _KeyOp, db: int) -> None:
-        """Read repair (Dynamo §4.7 light): once every contact answered, send the merged set to
-        the replicas whose answer lacked part of it."""
-        if k.repaired or not k.tracker.done or k.tracker.outcome() is not Outcome.SUCCEEDED:
+        """Read repair (Dynamo §4.7 light): once every replica asked has answered, send the merged
+        set to those whose answer lacked part of it."""
+        if k.repaired or k.outstanding or k.tracker.outcome() is not Outcome.SUCCEEDED:
             return
         k.repaired = True
         rr = k.tracker.read_repair()

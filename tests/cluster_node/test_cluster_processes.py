@@ -487,3 +487,25 @@ def test_a_replica_dying_under_load_costs_no_write_and_rejoins(cluster3: LocalCl
     # The restarted replica (LSM: it kept what it had) catches up on a key through read repair.
     last = cluster3.client(0).execute_command("GET", "load:0:0", "R", "ALL")
     assert c2.execute_command("GET", "load:0:0", "R", "1") == last
+
+
+def test_reads_ask_r_replicas_and_speculate_past_a_silent_one(cluster3: LocalCluster) -> None:
+    a = cluster3.client(0)
+    for i in range(20):
+        assert a.execute_command("SET", f"spec{i}", str(i), "W", "ALL")
+    served = [cluster3.info(i)["replica_reads"] for i in range(3)]
+    for i in range(20):
+        assert a.execute_command("GET", f"spec{i}", "R", "2") == str(i).encode()
+    asked = [cluster3.info(i)["replica_reads"] - served[i] for i in range(3)]
+    assert asked[0] >= 20 and asked[1] + asked[2] == 20  # own copy + exactly one peer per read
+    assert a.execute_command("GET", "spec0", "R", "1") == b"0"  # R=1: no peer asked at all
+    assert sum(cluster3.info(i)["replica_reads"] for i in (1, 2)) == sum(
+        served[i] + asked[i] for i in (1, 2))
+    cluster3.pause(2)  # silent, still connected: the reads that asked it must go elsewhere
+    try:
+        for i in range(20):
+            t0 = time.monotonic()
+            assert a.execute_command("GET", f"spec{i}", "R", "2") == str(i).encode()
+            assert time.monotonic() - t0 < 0.9  # well before the 1 s deadline
+    finally:
+        cluster3.resume(2)
