@@ -125,9 +125,10 @@ class _State:
         ks = {t.bloom.k for t in tables}
         self.slow_path = len(ks) > 1 or any(t.range_tombstones for t in tables)
         self.masks = mask_table(ks.pop() if len(ks) == 1 else DEFAULT_BITS_PER_KEY)
-        # per table with entries, what get() needs, unpacked in one step
-        self.probes = tuple((t, t.smallest, t.largest, t.bloom_words, t.bloom_nwords,
-                             t.first_keys, t.cache_base) for t in tables if not t.empty)
+        # per table with entries, what get() needs, unpacked in one step (n: its position)
+        self.probes = tuple((t.bloom_words, t.bloom_nwords, n, t.smallest, t.largest,
+                             t.first_keys, t.cache_base, t)
+                            for n, t in enumerate(t for t in tables if not t.empty))
 
 
 def _sorted_tables(tables: list[TableReader] | tuple[TableReader, ...]) -> tuple[TableReader, ...]:
@@ -514,13 +515,14 @@ class LSMEngine:
         h1 = h & MASK64
         mask = st.masks[(h >> 64) & MASK_INDEX]
         cache_d = self._cache_d
-        neg = 0
-        for t, smallest, largest, words, nwords, first_keys, base in st.probes:
-            if key < smallest or key > largest:
+        looked = 0  # block lookups so far; the other tables passed were Bloom negatives
+        for words, nwords, n, smallest, largest, first_keys, base, t in st.probes:
+            # The blocked Bloom filter first (one word, see bloom.py): it rejects ~98% of
+            # tables. The key range is checked only when it says maybe (and a table it
+            # rules out counts as a negative: no block is touched).
+            if words[h1 % nwords] & mask != mask or key < smallest or key > largest:
                 continue
-            if words[h1 % nwords] & mask != mask:  # blocked Bloom filter: see bloom.py
-                neg += 1
-                continue
+            looked += 1
             i = bisect_right(first_keys, key) - 1
             blk = cache_d.get(base + i)
             if blk is not None and blk[2] is None:
@@ -530,7 +532,7 @@ class LSMEngine:
                 keys = blk[0]
                 j = bisect_left(keys, key)
                 if j < len(keys) and keys[j] == key:
-                    self._bloom_negatives += neg
+                    self._bloom_negatives += n - looked + 1
                     self._bloom_true_positives += 1
                     v = blk[1][j]
                     if v.__class__ is bytes:  # a put with no expiry and no meta
@@ -541,11 +543,11 @@ class LSMEngine:
                     self._get_cache_misses += 1
                 r = t.probe_block(i, key, blk, self._cache)
                 if r is not MISSING:
-                    self._bloom_negatives += neg
+                    self._bloom_negatives += n - looked + 1
                     self._bloom_true_positives += 1
                     return r  # type: ignore[return-value]
             self._bloom_false_positives += 1
-        self._bloom_negatives += neg
+        self._bloom_negatives += len(st.probes) - looked
         return None
 
     def _get_from_tables_with_range_deletes(self, tables: tuple[TableReader, ...],
