@@ -5,14 +5,16 @@ then a Bloom filter block, a range-deletion block, a properties block and an ind
 key, offset and length of every data block), each also followed by its checksum; then a fixed-size
 footer locating them, with its own checksum and a magic number.
 
-Reads: ``TableReader.get`` bisects the sparse index, fetches the block through the shared LRU
-``BlockCache`` (parsed blocks, keyed by table number and block index) and bisects the block's key
-list. A block whose checksum does not match raises ``TableCorruptionError``: a read never returns
-bytes it could not verify.
+Reads: ``TableReader.get`` bisects the sparse index, fetches the block through the shared
+``BlockCache`` (keyed by table number and block index; a block is cached raw on first use and in
+records form, its answers decoded, once hit again) and looks the key up in it. A block whose
+checksum does not match raises ``TableCorruptionError``: a read never returns bytes it could not
+verify (a records-form block was decoded from verified bytes). ``LSMEngine.get`` inlines the
+common path; ``TableReader.get``/``probe_block`` are the readable version of the same steps.
 
 Concurrency: a TableReader is immutable after open; ``get`` runs on the trio thread, iteration
 (compaction) on a worker thread, both only ``pread``. The cache is touched only by the thread that
-passes it in.
+passes it in (``BlockCache.forget_table`` excepted: any thread may call it).
 """
 
 from __future__ import annotations
