@@ -39,13 +39,15 @@ def wait_until(cond: Callable[[], Any], timeout: float = 15.0, what: str = "cond
 class LocalCluster:
     """N respkv processes that list each other as seeds. Node i is ``nodes[i]`` (id ``n{i}``)."""
 
-    def __init__(self, n: int, *extra: str, engine: str = "lsm", secret: str = SECRET) -> None:
+    def __init__(self, n: int, *extra: str, engine: str = "lsm", secret: str = SECRET,
+                 per_node: dict[int, list[str]] | None = None) -> None:
         self.root = tempfile.mkdtemp(prefix="respkv-cluster-")
         self.secret_file = os.path.join(self.root, "secret")
         with open(self.secret_file, "w") as f:
             f.write(secret)
         self.ports = [free_port() for _ in range(n)]
         self.extra = extra
+        self.per_node = per_node or {}
         self.engine = engine
         self.nodes: list[ServerProcess | None] = [None] * n
         self.paused: set[int] = set()
@@ -59,7 +61,7 @@ class LocalCluster:
             if j != i:
                 seeds += ["--seed", f"127.0.0.1:{p + 10000}"]
         return ["--node-id", f"n{i}", "--cluster-secret-file", self.secret_file,
-                "--request-timeout-ms", "1000", *seeds, *self.extra]
+                "--request-timeout-ms", "1000", *seeds, *self.extra, *self.per_node.get(i, [])]
 
     def start(self, i: int) -> ServerProcess:
         data_dir = os.path.join(self.root, f"n{i}")

@@ -509,3 +509,20 @@ def test_reads_ask_r_replicas_and_speculate_past_a_silent_one(cluster3: LocalClu
             assert time.monotonic() - t0 < 0.9  # well before the 1 s deadline
     finally:
         cluster3.resume(2)
+
+
+def test_datacenter_levels_follow_the_dcs_learned_in_the_handshake(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster(3, engine="memory",
+                     per_node={0: ["--dc", "east"], 1: ["--dc", "east"], 2: ["--dc", "west"]})
+    west = c.client(2)
+    assert west.execute_command("SET", "geo", "1", "W", "ALL")
+    c.kill(0)
+    c.kill(1)
+    c.wait_converged([2])
+    # West alone: its local quorum (1 of its 1 replica) is met, every-DC quorum is not.
+    assert west.execute_command("GET", "geo", "R", "LOCAL_QUORUM") == b"1"
+    assert west.execute_command("SET", "geo", "2", "W", "LOCAL_ONE")
+    with pytest.raises(redis.ResponseError, match="NOREPLICAS"):
+        west.execute_command("SET", "geo", "3", "W", "EACH_QUORUM")
+    with pytest.raises(redis.ResponseError, match="NOREPLICAS"):
+        west.execute_command("GET", "geo", "R", "QUORUM")
