@@ -45,7 +45,7 @@ import zlib
 from collections.abc import Callable, Iterator
 
 from respkv.storage.api import Mutation, Record
-from respkv.storage.bloom import DEFAULT_BITS_PER_KEY, MASK64, MASK_INDEX, key_hash, mask_table
+from respkv.storage.bloom import DEFAULT_BITS_PER_KEY, MASK_SHIFT, key_hash, mask_table
 from respkv.storage.commitlog import (
     DELETE_SEED,
     PUT_SEED,
@@ -512,15 +512,14 @@ class LSMEngine:
         if st.slow_path:
             return self._get_from_tables_with_range_deletes(st.tables, key)
         h = key_hash(key)
-        h1 = h & MASK64
-        mask = st.masks[(h >> 64) & MASK_INDEX]
+        mask = st.masks[h >> MASK_SHIFT]
         cache_d = self._cache_d
         looked = 0  # block lookups so far; the other tables passed were Bloom negatives
         for words, nwords, n, smallest, largest, first_keys, base, t in st.probes:
             # The blocked Bloom filter first (one word, see bloom.py): it rejects ~98% of
             # tables. The key range is checked only when it says maybe (and a table it
             # rules out counts as a negative: no block is touched).
-            if words[h1 % nwords] & mask != mask or key < smallest or key > largest:
+            if words[h % nwords] & mask != mask or key < smallest or key > largest:
                 continue
             looked += 1
             i = bisect_right(first_keys, key) - 1

@@ -53,11 +53,10 @@ def read_sstable(f: bytes) -> tuple[list[tuple], dict]:
     words = struct.unpack_from(f"<{nwords}Q", flt, 9)
 
     for key, *_ in entries:
-        h = xxhash.xxh3_128_intdigest(key)
-        h1, h2 = h % 2**64, h // 2**64
-        w = words[h1 % nwords]
-        x = h2 % 4096
-        a, b = x % 64, (x // 64) % 64 | 1
+        h = xxhash.xxh3_64_intdigest(key)
+        w = words[h % nwords]
+        x = h // 2**52
+        a, b = x % 64, x // 64 | 1
         assert all((w >> ((a + j * b) % 64)) & 1 for j in range(k))
     rd = _block(f, r_off, r_len)
     (rn,) = struct.unpack_from("<I", rd, 0)
