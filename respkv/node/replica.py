@@ -20,6 +20,8 @@ from respkv.cluster.hashing import token_of, token_prefix
 from respkv.cluster.versions import EMPTY, SiblingSet, VersionVector
 from respkv.storage.api import Engine
 
+DECODED_CACHE_ENTRIES = 4096
+
 
 def cluster_storage_key(db: int, key: bytes) -> bytes:
     """``token_prefix(token_of(key)) + db (2 bytes BE) + key``: token order, then db, then key.
@@ -36,6 +38,22 @@ class LocalReplica:
         self.clock_ms = clock_ms
         self.stats = {"replica_reads": 0, "replica_writes": 0, "replica_writes_unchanged": 0,
                       "coordinated_writes": 0}
+        # storage key -> (encoded, decoded) of sets this replica recently stored or read: a hit
+        # (same bytes as in the engine) skips a decode. Bounded; cleared when full.
+        self._decoded: dict[bytes, tuple[bytes, SiblingSet]] = {}
+
+    def _decode(self, skey: bytes, data: bytes) -> SiblingSet:
+        hit = self._decoded.get(skey)
+        if hit is not None and hit[0] == data:
+            return hit[1]
+        s = V.decode_sibling_set(data)
+        self._remember(skey, data, s)
+        return s
+
+    def _remember(self, skey: bytes, data: bytes, s: SiblingSet) -> None:
+        if len(self._decoded) >= DECODED_CACHE_ENTRIES:
+            self._decoded.clear()
+        self._decoded[skey] = (data, s)
 
     def read_raw(self, db: int, key: bytes) -> bytes:
         """The stored encoded set (b"" when the key was never written here)."""
@@ -45,11 +63,13 @@ class LocalReplica:
 
     def read(self, db: int, key: bytes) -> SiblingSet:
         raw = self.read_raw(db, key)
-        return V.decode_sibling_set(raw) if raw else EMPTY
+        return self._decode(cluster_storage_key(db, key), raw) if raw else EMPTY
 
     def _store(self, db: int, key: bytes, s: SiblingSet) -> bytes:
         data = V.encode_sibling_set(s)
-        self.engine.put(cluster_storage_key(db, key), data)
+        skey = cluster_storage_key(db, key)
+        self.engine.put(skey, data)
+        self._remember(skey, data, s)
         return data
 
     def apply(self, db: int, key: bytes, incoming: SiblingSet) -> SiblingSet:
@@ -57,12 +77,14 @@ class LocalReplica:
         self.stats["replica_writes"] += 1
         skey = cluster_storage_key(db, key)
         rec = self.engine.get(skey)
-        stored = V.decode_sibling_set(rec.value) if rec is not None else EMPTY
+        stored = self._decode(skey, rec.value) if rec is not None else EMPTY
         merged = V.sync(stored, incoming)
         if merged == stored and rec is not None:
             self.stats["replica_writes_unchanged"] += 1
             return stored
-        self.engine.put(skey, V.encode_sibling_set(merged))
+        data = V.encode_sibling_set(merged)
+        self.engine.put(skey, data)
+        self._remember(skey, data, merged)
         return merged
 
     def apply_raw(self, db: int, key: bytes, data: bytes) -> None:
@@ -71,21 +93,23 @@ class LocalReplica:
         skey = cluster_storage_key(db, key)
         rec = self.engine.get(skey)
         if rec is None:
-            V.decode_sibling_set(data)  # validate before storing
+            s = V.decode_sibling_set(data)  # validate before storing
             self.stats["replica_writes"] += 1
             self.engine.put(skey, data)
+            self._remember(skey, data, s)
             return
         if rec.value == data:
             self.stats["replica_writes"] += 1
             self.stats["replica_writes_unchanged"] += 1
             return
         incoming = V.decode_sibling_set(data)
-        stored = V.decode_sibling_set(rec.value)
+        stored = self._decode(skey, rec.value)
         if _supersedes(incoming, stored):
             # The usual case (a newer write of a key we hold): sync(stored, incoming) is exactly
             # ``incoming``, so its bytes are stored as they came, with no merge or re-encoding.
             self.stats["replica_writes"] += 1
             self.engine.put(skey, data)
+            self._remember(skey, data, incoming)
             return
         self.apply(db, key, incoming)
 
