@@ -45,7 +45,13 @@ import zlib
 from collections.abc import Callable, Iterator
 
 from respkv.storage.api import Mutation, Record
-from respkv.storage.bloom import DEFAULT_BITS_PER_KEY, MASK_SHIFT, key_hash, mask_table
+from respkv.storage.bloom import (
+    DEFAULT_BITS_PER_KEY,
+    MASK_SHIFT,
+    key_hash,
+    mask_table,
+    num_probes,
+)
 from respkv.storage.commitlog import (
     DELETE_SEED,
     PUT_SEED,
@@ -124,7 +130,7 @@ class _State:
         # (so one mask per get serves every table); otherwise get() takes the slow path.
         ks = {t.bloom.k for t in tables}
         self.slow_path = len(ks) > 1 or any(t.range_tombstones for t in tables)
-        self.masks = mask_table(ks.pop() if len(ks) == 1 else DEFAULT_BITS_PER_KEY)
+        self.masks = mask_table(ks.pop() if len(ks) == 1 else num_probes(DEFAULT_BITS_PER_KEY))
         # per table with entries, what get() needs, unpacked in one step (n: its position)
         self.probes = tuple((t.bloom_words, t.bloom_nwords, n, t.smallest, t.largest,
                              t.first_keys, t.cache_base, t)

@@ -375,3 +375,22 @@ def test_cached_block_forms_answer_gets_and_scans_like_a_dict(
     check()
     assert e._cache.used <= used and all(k >> 32 in {t.number for t in e._state.tables}
                                          for k in e._cache._d)
+
+
+def test_tables_with_different_bloom_k_are_all_read(fs: FaultFileSystem) -> None:
+    e = open_engine(fs, bloom_bits_per_key=8)
+    for i in range(300):
+        e.put(b"a%03d" % i, b"x%d" % i)
+    e.flush()
+    e.close()
+    e = open_engine(fs, bloom_bits_per_key=20)
+    for i in range(300):
+        e.put(b"b%03d" % i, b"y%d" % i)
+    e.flush()
+    assert len({t.bloom.k for t in e._state.tables}) == 2 and e._state.slow_path
+    for _ in range(2):
+        for i in range(300):
+            assert e.get(b"a%03d" % i) == Record(b"x%d" % i, 0, b"")
+            assert e.get(b"b%03d" % i) == Record(b"y%d" % i, 0, b"")
+        assert e.get(b"a") is None and e.get(b"c") is None
+    e.close()
