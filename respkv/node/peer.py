@@ -35,6 +35,10 @@ from respkv.node.streams import RawSocketStream
 log = logging.getLogger("respkv.peer")
 
 READ_SIZE = 64 * 1024
+# Memory bound of one link to a peer that accepts bytes but does not answer (paused, overloaded):
+# beyond these, requests are refused at once (counted as that replica not answering).
+MAX_OUTSTANDING = 50_000
+MAX_OUTBOX_BYTES = 64 * 1024 * 1024
 ReplyCallback = Callable[[wire.Reply | None], None]
 
 
@@ -230,8 +234,10 @@ class PeerLink:
     def send(self, build: Callable[[int], bytes], callback: ReplyCallback) -> int:
         """Queue the request ``build(req_id)``; ``callback`` gets the reply (or None if the
         connection breaks first). Returns the request id, or 0 (and does not call back) when
-        the link is not connected."""
-        if not self.connected:
+        the link is not connected or already holds ``MAX_OUTSTANDING`` unanswered requests or
+        ``MAX_OUTBOX_BYTES`` unsent bytes."""
+        if (not self.connected or len(self._pending) >= MAX_OUTSTANDING
+                or len(self._outbox) >= MAX_OUTBOX_BYTES):
             self.stats["requests_refused"] += 1
             return 0
         self._next_id += 1

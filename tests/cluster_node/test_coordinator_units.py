@@ -227,3 +227,34 @@ async def test_broken_connection_fails_outstanding_requests_and_reconnects() -> 
         await wait_for(lambda: None in results)
         await wait_for(lambda: link.connected and link.stats["connects"] == 2, 5)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_link_to_a_silent_peer_is_bounded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import respkv.node.peer as peer_mod
+
+    monkeypatch.setattr(peer_mod, "MAX_OUTSTANDING", 10)
+    async with trio.open_nursery() as nursery:
+        # An acceptor that authenticates and then never answers.
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+
+        async def silent(stream: trio.SocketStream) -> None:
+            acc = wire.Acceptor(SECRET, "mute", b"m" * 16)
+            await stream.send_all(acc.greeting())
+            dec = wire.FrameDecoder()
+            frame = None
+            while frame is None:
+                dec.feed(await stream.receive_some(4096))
+                frame = dec.next_frame()
+            await stream.send_all(acc.on_auth(frame))
+            await trio.sleep_forever()
+
+        await nursery.start(trio.serve_listeners, silent, listeners)
+        link = PeerLink("127.0.0.1", port, identity("cli"), lambda l: None)
+        nursery.start_soon(link.run)
+        await wait_for(lambda: link.connected)
+        ids = [link.send(lambda rid: wire.encode_request(wire.Ping(rid, "cli", 10)),
+                         lambda r: None) for _ in range(15)]
+        assert all(ids[:10]) and ids[10:] == [0] * 5
+        assert link.statistics()["outstanding"] == 10
+        nursery.cancel_scope.cancel()
