@@ -78,7 +78,7 @@ def percentile_us(hist: list[int], q: float) -> float:
 
 
 def _fmt_pct(q: float) -> str:
-    return "p%g" % q
+    return f"p{q:g}"
 
 
 class CommandLatency:
@@ -103,7 +103,7 @@ class CommandLatency:
         """INFO latencystats, as Redis 7: ``latency_percentiles_usec_get:p50=1.003,...``."""
         return {
             "latency_percentiles_usec_" + name: ",".join(
-                "%s=%.3f" % (_fmt_pct(q), percentile_us(h, q)) for q in INFO_PERCENTILES
+                f"{_fmt_pct(q)}={percentile_us(h, q):.3f}" for q in INFO_PERCENTILES
             )
             for name, h in self.current()
         }
@@ -261,8 +261,8 @@ def _coordinator_metrics(o: _Out, cluster: Any) -> None:
         name = "respkv_coordinator_duration_seconds"
         o.family(name, "histogram", "Time from sending a quorum operation to its outcome.")
         for (kind, level), h in sorted(hists.items()):
-            st = level_stats.get((kind, level))
-            o.histogram(name, h, st[2] if st else 0, kind=kind, level=level.lower())
+            totals = level_stats.get((kind, level))
+            o.histogram(name, h, totals[2] if totals else 0, kind=kind, level=level.lower())
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

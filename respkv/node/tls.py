@@ -56,9 +56,9 @@ class TLSStream:
 
     def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
         self.raw = RawSocketStream(sock)
-        self.tls = trio.SSLStream(self.raw, context, server_side=True)  # type: ignore[arg-type]
+        self.tls = trio.SSLStream(self.raw, context, server_side=True)  # type: ignore[arg-type, type-var]
 
-    async def receive_some(self, max_bytes: int = 65536) -> bytes:
+    async def receive_some(self, max_bytes: int = 65536) -> bytes | bytearray:
         try:
             return await self.tls.receive_some(max_bytes)
         except trio.BrokenResourceError as e:
