@@ -444,7 +444,8 @@ class Cluster:
                 return True, b""
             if type(req) is wire.CoordinateWrite:
                 ctx = V.decode_context(req.context) if req.context else None
-                _, data = rep.coordinate(req.db, req.key, req.value, req.expire_at_ms, ctx)
+                _, data = rep.coordinate(req.db, req.key, req.value, req.expire_at_ms, ctx,
+                                         timestamp_ms=req.timestamp_ms or None)
                 return True, data
             if type(req) is wire.Ping:
                 return True, b""

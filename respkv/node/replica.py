@@ -121,6 +121,7 @@ class LocalReplica:
         expire_at_ms: int,
         context: VersionVector | None,
         seen: SiblingSet | None = None,
+        timestamp_ms: int | None = None,
     ) -> tuple[SiblingSet, bytes]:
         """A write coordinated by this replica: a new dot ``(node_id, n)``; the new set is stored
         and returned with its encoding (what goes to the other replicas).
@@ -130,12 +131,14 @@ class LocalReplica:
         * ``context`` None (a blind plain write): ``versions.overwrite`` -- supersedes what this
           replica holds; writes it has not received yet survive as siblings.
         ``seen``: the merged set of a quorum read, merged in first (a read repair of our copy).
+        ``timestamp_ms``: the write's time for the winner rule (default: this node's clock; a
+        ``CW`` passes the time its sender received the command).
         """
         self.stats["coordinated_writes"] += 1
         stored = self.read(db, key)
         if seen is not None and seen.siblings:
             stored = V.sync(stored, seen)
-        now = self.clock_ms()
+        now = self.clock_ms() if timestamp_ms is None else timestamp_ms
         if context is None:
             new = V.overwrite(stored, self.node_id, value, timestamp_ms=now,
                               expire_at_ms=expire_at_ms)
