@@ -511,6 +511,7 @@ async def run_node(config: Config, *, on_ready: Callable[[int], None] | None = N
             nursery.start_soon(watch_signals)
             port = await nursery.start(node.run)
             notifier.ready(f"serving clients on {config.bind}:{port}")
+            nursery.start_soon(notifier.watchdog)  # WATCHDOG=1 pings when WatchdogSec= is set
             if on_ready is not None:
                 on_ready(port)
             await node._shutdown.wait()

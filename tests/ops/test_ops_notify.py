@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from respkv.node.systemd import SystemdNotifier
+from respkv.node.systemd import SystemdNotifier, watchdog_interval
 from respkv.testing.procs import ServerProcess, free_port, start_respkv
 
 
@@ -149,3 +149,31 @@ def test_config_set_loglevel_applies_at_once() -> None:
         assert "event=protocol_error" in sp.log()
     finally:
         sp.stop()
+
+
+@pytest.mark.parametrize("env,pid,expected", [
+    ({}, 7, None),
+    ({"WATCHDOG_USEC": "30000000"}, 7, 15.0),
+    ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "7"}, 7, 15.0),
+    ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "8"}, 7, None),  # meant for another process
+    ({"WATCHDOG_USEC": "0"}, 7, None),
+    ({"WATCHDOG_USEC": "soon"}, 7, None),
+])
+def test_watchdog_interval(env: dict[str, str], pid: int, expected: float | None) -> None:
+    assert watchdog_interval(env, pid) == expected
+
+
+def test_watchdog_pings_a_real_node(tmp_path) -> None:
+    sock, address = notify_socket(tmp_path, abstract=False)
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"}  # ping every 0.1 s
+    with sock:
+        sp = start_respkv(engine="memory", env=env)
+        try:
+            assert receive_fields(sock)["READY"] == "1"
+            pings = 0
+            while pings < 3:  # each recv waits for the next datagram (15 s deadline)
+                fields = receive_fields(sock)
+                assert fields == {"WATCHDOG": "1"}, fields
+                pings += 1
+        finally:
+            assert sp.stop() == 0
