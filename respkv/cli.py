@@ -99,12 +99,21 @@ def cmd_config_sample(ns: argparse.Namespace) -> int:
 
 
 def cmd_config_check(ns: argparse.Namespace) -> int:
-    """Exit 0 and print OK, or exit 2 with the same message start-up would stop with."""
+    """Exit 0 and print OK, or exit 2 with the same message start-up would stop with (and, with
+    tls_port set, the certificate problem start-up would stop with)."""
     try:
-        load_toml(ns.file)
+        config = load_toml(ns.file)
     except ConfigError as e:
         print(f"respkv: configuration error: {e}", file=sys.stderr)
         return 2
+    if config.tls_port:
+        from respkv.node.tls import server_ssl_context
+
+        try:
+            server_ssl_context(config)
+        except OSError as e:
+            print(f"respkv: configuration error: {ns.file}: {e}", file=sys.stderr)
+            return 2
     print(f"{ns.file}: OK")
     return 0
 

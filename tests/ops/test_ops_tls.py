@@ -118,3 +118,18 @@ def test_bad_certificate_stops_start_up(certs: str, tmp_path, broken: str) -> No
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 1
     assert "respkv: cannot start:" in r.stderr and want in r.stderr
+
+
+def test_config_check_loads_the_certificates(certs: str, tmp_path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(f'tls_port = 6380\ntls_cert_file = "{certs}/server.crt"\n'
+                    f'tls_key_file = "{certs}/server.key"\ntls_ca_cert_file = "{certs}/ca.crt"\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'tls_port = 6380\ntls_cert_file = "{certs}/server.crt"\n'
+                   f'tls_key_file = "{certs}/client.key"\n')  # the wrong key
+    check = [sys.executable, "-m", "respkv.cli", "config", "check"]
+    r = subprocess.run([*check, str(good)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*check, str(bad)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"respkv: configuration error: {bad}: tls_cert_file ")
