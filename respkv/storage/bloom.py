@@ -13,7 +13,10 @@ The price is a higher false-positive rate than an unblocked filter at the same s
 per word vary): measured 2.4% at 10 bits/key and 1.6% at 12 bits/key (k=5), against 0.9% for a
 classic filter at 10. The writer therefore uses 12 bits per key.
 
-Storage: an ``array('Q')`` of the words (stdlib, C-speed indexing); serialized little-endian.
+Storage: a little-endian ``bitarray`` of 64 x words bits (bit i of the filter is bit i mod 64 of
+word i div 64), read and written a word at a time through a ``memoryview`` cast to 'Q' over the
+bitarray's own buffer (C-speed indexing, no copy); serialized as little-endian words, which is
+the bitarray's bytes on a little-endian host (a big-endian host swaps each word).
 Byte layout: FILTER_FIXED in format.py and docs/formats/sstable.md.
 """
 
@@ -23,6 +26,7 @@ import sys
 from array import array
 
 import xxhash
+from bitarray import bitarray
 
 from respkv.storage.format import FILTER_FIXED
 
@@ -56,12 +60,21 @@ def mask_table(k: int) -> list[int]:
     return t
 
 
-def _words_from(data: bytes | memoryview) -> array:
-    words = array("Q")
-    words.frombytes(data)
+def _word_view(bits: bitarray) -> memoryview:
+    """The bitarray's buffer as native 64-bit words (writable; keeps ``bits`` alive)."""
+    return memoryview(bits).cast("B").cast("Q")
+
+
+def _bits_from(data: bytes | memoryview) -> bitarray:
+    """Serialized little-endian words -> a bitarray whose native word view reads them."""
     if _BIG_ENDIAN:
-        words.byteswap()
-    return words
+        swapped = array("Q")
+        swapped.frombytes(data)
+        swapped.byteswap()
+        data = swapped.tobytes()
+    bits = bitarray(endian="little")
+    bits.frombytes(bytes(data))
+    return bits
 
 
 class BloomBuilder:
@@ -71,7 +84,9 @@ class BloomBuilder:
     def __init__(self, expected_keys: int, bits_per_key: int = DEFAULT_BITS_PER_KEY) -> None:
         self.k = num_probes(bits_per_key)
         self.nwords = max(1, (expected_keys * bits_per_key + 63) // 64)
-        self.words = array("Q", bytes(8 * self.nwords))
+        self.bits = bitarray(64 * self.nwords, endian="little")
+        self.bits.setall(0)
+        self.words = _word_view(self.bits)
         self._masks = mask_table(self.k)
 
     def add(self, key: bytes) -> None:
@@ -86,20 +101,21 @@ class BloomBuilder:
             words[h % nw] |= masks[h >> MASK_SHIFT]
 
     def finish(self) -> bytes:
-        words = self.words
         if _BIG_ENDIAN:
-            words = array("Q", words)
+            words = array("Q", self.words)
             words.byteswap()
-        return FILTER_FIXED.pack(self.k, self.nwords) + words.tobytes()
+            return FILTER_FIXED.pack(self.k, self.nwords) + words.tobytes()
+        return FILTER_FIXED.pack(self.k, self.nwords) + self.bits.tobytes()
 
 
 class BloomFilter:
-    __slots__ = ("k", "nwords", "words", "masks")
+    __slots__ = ("k", "nwords", "bits", "words", "masks")
 
-    def __init__(self, k: int, words: array) -> None:
+    def __init__(self, k: int, bits: bitarray) -> None:
         self.k = k
-        self.nwords = len(words)
-        self.words = words
+        self.bits = bits
+        self.words = _word_view(bits)
+        self.nwords = len(self.words)
         self.masks = mask_table(k)
 
     @classmethod
@@ -108,7 +124,7 @@ class BloomFilter:
         body = memoryview(data)[FILTER_FIXED.size :]
         if k < 1 or k > 64 or nwords < 1 or len(body) != 8 * nwords:
             raise ValueError("bad filter block header or length")
-        return cls(k, _words_from(body))
+        return cls(k, _bits_from(body))
 
     def may_contain_hash(self, h: int) -> bool:
         """False means the key is certainly absent. ``h`` is ``key_hash(key)``."""
