@@ -308,7 +308,6 @@ class Node:
         bounds = LATENCY_BOUNDS_US
         bucket_of = BUCKET_OF_US
         stats = state.stats
-        always = None
         cluster = self.cluster  # None: the single-node path, unchanged
         parser.auth_required = not client.authenticated
         while True:
@@ -358,7 +357,7 @@ class Node:
                 if client.close_after_reply or state.shutdown_requested is not None:
                     break
                 if len(out) > OUTPUT_FLUSH_BYTES:
-                    await self._durable(seq_before, always)
+                    await self._durable(seq_before)
                     seq_before = engine.last_seq
                     await self._send(stream, client, out)
                     out = bytearray()
@@ -398,7 +397,8 @@ class Node:
         await stream.send_all(out)
         client.obuf = 0
 
-    async def _durable(self, seq_before: int, _unused: Any) -> None:
+    async def _durable(self, seq_before: int) -> None:
+        """Make the writes since ``seq_before`` as durable as the fsync policy promises."""
         engine = self.engine
         last = engine.last_seq
         if last == seq_before:
