@@ -408,7 +408,7 @@ class Cluster:
             task_status.started(self.peer_port)
 
     async def _durable(self, seq_before: int) -> None:
-        await self.node._durable(seq_before, None)
+        await self.node._durable(seq_before)
 
     def _add_link(self, host: str, port: int) -> None:
         assert self._nursery is not None and self.identity is not None
