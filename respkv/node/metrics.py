@@ -17,7 +17,8 @@ a command's histogram afresh at its next call; reports only show commands presen
 
 The endpoint (``metrics_port``, 0: off) speaks just enough HTTP/1.1 for a Prometheus scraper:
 ``GET /metrics`` answers the text exposition format 0.0.4 and closes the connection. It binds the
-client port's address and has no authentication: keep it on a trusted network, as the client port.
+client port's address and has no authentication of its own; protected mode applies to it as to
+the client port (no password set: loopback peers only, others get 403).
 """
 
 from __future__ import annotations
@@ -324,6 +325,21 @@ def respond(node: Node, request: bytes) -> bytes:
     return _response("404 Not Found", b"not found\n", head=method == "HEAD")
 
 
+def protected(node: Node, stream: trio.SocketStream) -> bool:
+    """Protected mode covers the endpoint as it covers the client port: with no password set,
+    only loopback peers are answered."""
+    from respkv.node.server import _is_loopback  # the one decision; imported late (cycle)
+
+    cfg = node.config
+    if not cfg.protected_mode or cfg.requirepass:
+        return False
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return True
+    return not _is_loopback(peer[0] if isinstance(peer, tuple) else "")
+
+
 async def _serve_one(node: Node, stream: trio.SocketStream) -> None:
     async with stream:
         buf = b""
@@ -338,6 +354,10 @@ async def _serve_one(node: Node, stream: trio.SocketStream) -> None:
                 buf += chunk
             if b"\r\n\r\n" not in buf:
                 out = _response("431 Request Header Fields Too Large", b"too large\n")
+            elif protected(node, stream):
+                out = _response("403 Forbidden", b"protected mode: no password is set, so only "
+                                b"loopback clients may scrape (set requirepass, or "
+                                b"protected_mode = false)\n")
             else:
                 out = respond(node, buf)
             try:

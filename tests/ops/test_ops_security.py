@@ -14,7 +14,7 @@ import pytest
 
 from respkv.commands import errors as E
 from respkv.node.server import _is_loopback
-from respkv.testing.procs import start_respkv
+from respkv.testing.procs import free_port, start_respkv
 
 
 @pytest.mark.parametrize("host,loopback", [
@@ -87,5 +87,31 @@ def test_protected_mode_off() -> None:
     sp = start_respkv("--bind", "0.0.0.0", "--protected-mode", "no", engine="memory")
     try:
         assert first_reply(OWN_IP, sp.port) == b"+PONG\r\n"
+    finally:
+        sp.stop()
+
+
+def scrape_status(host: str, port: int) -> int:
+    with socket.create_connection((host, port), timeout=10, source_address=(host, 0)) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = b""
+        while b"\r\n" not in head:
+            chunk = s.recv(4096)
+            assert chunk
+            head += chunk
+        return int(head.split()[1])
+
+
+@needs_ip
+@pytest.mark.parametrize("extra,remote_status", [
+    ((), 403), (("--requirepass", "pw"), 200), (("--protected-mode", "no"), 200),
+])
+def test_protected_mode_covers_the_metrics_endpoint(extra: tuple[str, ...], remote_status: int) -> None:
+    assert OWN_IP is not None
+    mport = free_port()
+    sp = start_respkv("--bind", "0.0.0.0", "--metrics-port", str(mport), *extra, engine="memory")
+    try:
+        assert scrape_status("127.0.0.1", mport) == 200
+        assert scrape_status(OWN_IP, mport) == remote_status
     finally:
         sp.stop()
