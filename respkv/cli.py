@@ -130,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_server_flags(p)
     p.set_defaults(func=cmd_server)
     add_cluster_command(sub)
+    from respkv.admin import add_admin_parser
+
+    add_admin_parser(sub)
     p = sub.add_parser("config", help="the configuration file")
     csub = p.add_subparsers(dest="config_command", required=True)
     c = csub.add_parser("sample", help="print conf/respkv.toml: every setting, documented")

@@ -133,3 +133,16 @@ def test_config_check_loads_the_certificates(certs: str, tmp_path) -> None:
     r = subprocess.run([*check, str(bad)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert r.stderr.startswith(f"respkv: configuration error: {bad}: tls_cert_file ")
+
+
+def test_admin_status_over_tls(certs: str) -> None:
+    tls_port = free_port()
+    sp = start_respkv(*tls_args(certs, tls_port), engine="memory")
+    try:
+        r = subprocess.run([sys.executable, "-m", "respkv.cli", "admin", "status", "--port",
+                            str(tls_port), "--tls", "--cacert", os.path.join(certs, "ca.crt")],
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        sp.stop()
+    assert r.returncode == 0, r.stderr
+    assert f"node      127.0.0.1:{tls_port}" in r.stdout
