@@ -101,8 +101,11 @@ def cmd_config_sample(ns: argparse.Namespace) -> int:
 def cmd_config_check(ns: argparse.Namespace) -> int:
     """Exit 0 and print OK, or exit 2 with the same message start-up would stop with (and, with
     tls_port set, the certificate problem start-up would stop with)."""
+    from respkv.node.cluster_cli import apply_server_flags
+
     try:
         config = load_toml(ns.file)
+        apply_server_flags(argparse.Namespace(), config)  # the cluster settings' own checks
     except ConfigError as e:
         print(f"respkv: configuration error: {e}", file=sys.stderr)
         return 2

@@ -228,10 +228,25 @@ def load_toml(path: str, config: Config | None = None) -> Config:
     return config
 
 
+TABLES: dict[str, tuple[str, str]] = {
+    "n_replicas_by_prefix": (
+        "Replication factor N per key prefix, as Riak's bucket types: the longest matching "
+        "prefix wins; other keys use n_replicas. Cluster mode only (docs/cluster.md).",
+        '"session:" = 2\n"audit:" = 5',
+    ),
+}
+"""The TOML tables ([name]) a config file may hold: name -> (meaning, example body). Their
+contents belong to the layer that reads them (``config.extra[name]``), which validates them; a
+table not listed here is an unknown key."""
+
+
 def apply_mapping(config: Config, data: dict[str, Any], source: str = "config") -> None:
     for key, value in data.items():
         if isinstance(value, dict):
-            # Sections (e.g. [cluster]) belong to later layers; keep them for their owners.
+            # Tables belong to later layers; keep them for their owners.
+            if key not in TABLES:
+                raise ConfigError(f"{source}: unknown table [{key}] (known: "
+                                  f"{', '.join(sorted(TABLES))})")
             config.extra[key] = value
             continue
         try:
@@ -301,4 +316,10 @@ def sample_toml(values: dict[str, Any] | None = None) -> str:
         if value != s.default:
             out.append("# (packaged value, differs from the default)")
         out.append(f"{s.key} = {toml_value(coerce(s, value))}")
+    for name, (doc, example) in TABLES.items():
+        out.append("")
+        out += textwrap.wrap(doc, 98, initial_indent="# ", subsequent_indent="# ")
+        out.append("# (a table: none by default; for example)")
+        out.append(f"# [{name}]")
+        out += ["# " + line for line in example.splitlines()]
     return "\n".join(out) + "\n"

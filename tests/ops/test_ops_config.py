@@ -122,3 +122,30 @@ def test_a_port_in_use_stops_start_up_with_one_line(tmp_path) -> None:
     assert r.returncode == 1
     assert "respkv: cannot start: [Errno 98] Address already in use" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_tables(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[n_replica_by_prefix]\n"a:" = 2\n')
+    r = respkv("config", "check", str(bad))
+    assert r.returncode == 2
+    assert f"{bad}: unknown table [n_replica_by_prefix] (known: n_replicas_by_prefix)" in r.stderr
+    good = tmp_path / "good.toml"
+    good.write_text('[n_replicas_by_prefix]\n"a:" = 2\n')
+    assert respkv("config", "check", str(good)).returncode == 0
+    assert load_toml(str(good)).extra == {"n_replicas_by_prefix": {"a:": 2}}
+
+
+def test_check_runs_the_cluster_checks_start_up_runs(tmp_path) -> None:
+    path = tmp_path / "cluster.toml"
+    path.write_text('node_id = "n1"\n')  # cluster mode without its secret
+    check = respkv("config", "check", str(path))
+    start = respkv("server", "--config", str(path), "--engine", "memory", "--dir", str(tmp_path))
+    assert check.returncode == start.returncode == 2
+    assert check.stderr == start.stderr
+    assert "'cluster_secret_file' is required in cluster mode" in check.stderr
+    secret = tmp_path / "secret"
+    secret.write_text("x" * 32)
+    path.write_text(f'node_id = "n1"\ncluster_secret_file = "{secret}"\nread_consistency = "most"\n')
+    check = respkv("config", "check", str(path))
+    assert check.returncode == 2 and "'read_consistency'" in check.stderr
