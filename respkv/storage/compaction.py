@@ -18,11 +18,15 @@ expiry), so it keeps shadowing older versions.
 
 from __future__ import annotations
 
+import struct
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 
-from respkv.storage.format import KIND_DELETE
+from respkv.storage.format import ENTRY_HEADER, KIND_DELETE
 from respkv.storage.sstable import Entry, RangeTombstone
+
+_unpack_header = ENTRY_HEADER.unpack_from
+_SEQ = struct.Struct("<13xQ")  # an entry header's seq field
 
 MIN_MERGE_WIDTH = 4  # tables of similar size merged at once (Cassandra's min_threshold)
 MAX_MERGE_WIDTH = 8  # at most this many per merge (Cassandra's max_threshold is 32), so one
@@ -120,6 +124,93 @@ def merge_entries(sources: list[Iterator[list[Entry]]], rts: list[RangeTombstone
                     continue
                 e = (key, e[1], KIND_DELETE, t, b"", b"")
             yield e
+
+
+# (keys, raws, tombstones, min_seq, max_seq): TableBuilder.add_encoded's input, sizes aside
+Columns = tuple[list[bytes], list[bytes], int, int, int]
+
+
+def merge_raw_columns(sources: list[Iterator[tuple[list[bytes], list[bytes], bool]]],
+                      rts: list[RangeTombstone], bottom: bool, now_ms: int,
+                      grace_ms: int) -> Iterator[Columns]:
+    """``merge_entries`` over tables' ``iter_raw_columns`` (sources newest first: tables hold
+    one version per key and disjoint seq ranges, so the newest table's version is the newest),
+    in column form: each round takes, from every source, the entries up to the smallest "last
+    key" among the sources' current chunks, dedups them in a dict (fed oldest first, so the
+    newest version of a key is the one left) and sorts its keys in C. Only a round holding a
+    tombstone, an expiring entry, or under range tombstones takes a Python step per entry."""
+    bufs: list[list] = []  # [keys, raws, plain, pos, source]
+    for src in sources:
+        for keys, raws, plain in src:
+            if keys:
+                bufs.append([keys, raws, plain, 0, src])
+                break
+    while bufs:
+        bound = min(b[0][-1] for b in bufs)
+        pieces = []
+        nbufs = []
+        for b in bufs:
+            keys, raws, plain, pos, src = b
+            i = bisect_right(keys, bound, pos)
+            if i > pos:
+                if pos == 0 and i == len(keys):
+                    pieces.append((keys, raws, plain))
+                else:
+                    pieces.append((keys[pos:i], raws[pos:i], plain))
+            if i < len(keys):
+                b[3] = i
+                nbufs.append(b)
+            else:
+                for keys, raws, plain in src:
+                    if keys:
+                        nbufs.append([keys, raws, plain, 0, src])
+                        break
+        bufs = nbufs
+        if len(pieces) == 1:
+            ks, rs, plain = pieces[0]
+        else:
+            m: dict[bytes, bytes] = {}
+            plain = True
+            for keys, raws, p in reversed(pieces):  # oldest first: newer versions overwrite
+                m.update(zip(keys, raws, strict=True))
+                plain = plain and p
+            ks = sorted(m)
+            rs = list(map(m.__getitem__, ks))
+        if plain and not rts:
+            seqs = list(map(_SEQ.unpack_from, rs))
+            yield ks, rs, 0, min(seqs)[0], max(seqs)[0]
+        else:
+            yield _filter_columns(ks, rs, rts, bottom, now_ms, grace_ms)
+
+
+def _filter_columns(ks: list[bytes], rs: list[bytes], rts: list[RangeTombstone], bottom: bool,
+                    now_ms: int, grace_ms: int) -> Columns:
+    """The per-entry rules of ``merge_entries`` over one version per key."""
+    okeys: list[bytes] = []
+    oraws: list[bytes] = []
+    tombs = 0
+    lo = 1 << 64
+    hi = 0
+    for key, raw in zip(ks, rs, strict=True):
+        kind, kl, _ml, _vl, seq, t = _unpack_header(raw)
+        if rts and any(rt.covers(key, seq) for rt in rts):
+            continue
+        if kind == KIND_DELETE:
+            if bottom and t + grace_ms <= now_ms:
+                continue
+            tombs += 1
+        elif t and t <= now_ms:
+            if bottom:
+                continue
+            raw = ENTRY_HEADER.pack(KIND_DELETE, kl, 0, 0, seq, t) + key
+            tombs += 1
+        okeys.append(key)
+        oraws.append(raw)
+        if seq < lo:
+            lo = seq
+        if seq > hi:
+            hi = seq
+    return okeys, oraws, tombs, lo, hi
 
 
 def surviving_range_tombstones(rts: list[RangeTombstone], bottom: bool, now_ms: int,

@@ -62,7 +62,7 @@ from respkv.storage.commitlog import (
 )
 from respkv.storage.compaction import (
     batched_merge,
-    merge_entries,
+    merge_raw_columns,
     pick_run,
     surviving_range_tombstones,
 )
@@ -254,7 +254,8 @@ class LSMEngine:
                 if s <= mstate.last_seq:
                     continue  # already in a table (cannot happen with a sane manifest)
                 if op[0] == "put":
-                    mem.data[op[2]] = (s, Record(op[3], op[4], op[5]))
+                    mem.data[op[2]] = ((s, op[3]) if not op[4] and not op[5]
+                                       else (s, Record(op[3], op[4], op[5])))
                     mem_bytes += len(op[2]) + len(op[3]) + len(op[5]) + ENTRY_OVERHEAD
                 elif op[0] == "del":
                     mem.data[op[2]] = (s, None, op[3])
@@ -274,7 +275,7 @@ class LSMEngine:
         for m in mems:
             if m.is_empty():
                 continue
-            meta, reader = self._write_table(self._alloc(), m.iter_entries(), m.rts,
+            meta, reader = self._write_table(self._alloc(), _memtable_filler(m), m.rts,
                                              len(m.data), level=0)
             if reader is not None:
                 tables.append(reader)
@@ -336,7 +337,10 @@ class LSMEngine:
         buf = self._buf
         buf += _hdr_pack(_crc32(body, PUT_SEED), len(body), LOG_PUT)
         buf += body
-        self._mem_data[key] = (seq, _new_tuple(Record, (value, expire_at_ms, meta)))
+        if expire_at_ms or meta or value.__class__ is not bytes:
+            self._mem_data[key] = (seq, _new_tuple(Record, (value, expire_at_ms, meta)))
+        else:
+            self._mem_data[key] = (seq, value)  # plain: see memtable.py
         self._user_bytes = ub
         self._seq = seq
         return seq
@@ -374,7 +378,10 @@ class LSMEngine:
         d = self._mem_data
         for i, (k, r) in enumerate(mutations):
             if r is not None:
-                d[k] = (first + i, Record(r.value, r.expire_at_ms, r.meta))
+                if r.expire_at_ms or r.meta or r.value.__class__ is not bytes:
+                    d[k] = (first + i, Record(r.value, r.expire_at_ms, r.meta))
+                else:
+                    d[k] = (first + i, r.value)
             else:
                 d[k] = (first + i, None, now)
         self._user_bytes = ub
@@ -504,7 +511,10 @@ class LSMEngine:
         # search) is inlined here; TableReader.get is the readable version of the same steps.
         e = self._mem_data.get(key)
         if e is not None:
-            return e[1]
+            v = e[1]
+            if v.__class__ is bytes:  # a plain put (memtable.py)
+                return _new_tuple(Record, (v, 0, b""))
+            return v
         mem = self._mem
         if mem.rts and covered(mem.rts, key):
             return None
@@ -512,7 +522,10 @@ class LSMEngine:
         for m in st.frozen:
             e = m.data.get(key)
             if e is not None:
-                return e[1]
+                v = e[1]
+                if v.__class__ is bytes:
+                    return _new_tuple(Record, (v, 0, b""))
+                return v
             if m.rts and covered(m.rts, key):
                 return None
         if st.slow_path:
@@ -660,7 +673,7 @@ class LSMEngine:
             added: list[TableMeta] = []
             reader = None
             if not mem.is_empty():
-                meta, reader = self._write_table(self._alloc(), mem.iter_entries(), mem.rts,
+                meta, reader = self._write_table(self._alloc(), _memtable_filler(mem), mem.rts,
                                                  len(mem.data), level=0)
                 if meta is not None:
                     added.append(meta)
@@ -701,11 +714,11 @@ class LSMEngine:
         manifest edit swaps them; then their files are deleted. Caller holds _compact_lock."""
         now = self._now_ms()
         rts = [rt for t in inputs for rt in t.range_tombstones]
-        entries = merge_entries([t.iter_raw_batches() for t in inputs], rts, bottom, now,
-                                self._grace)
+        merged = merge_raw_columns([t.iter_raw_columns() for t in inputs], rts, bottom, now,
+                                   self._grace)
         out_rts = surviving_range_tombstones(rts, bottom, now, self._grace)
         level = min(9, max(t.level for t in inputs) + 1)
-        meta, reader = self._write_table(self._alloc(), entries, out_rts,
+        meta, reader = self._write_table(self._alloc(), _columns_filler(merged), out_rts,
                                          sum(t.props.entries for t in inputs), level)
         if reader is not None:
             self._fs.fsync_dir(self._dir)
@@ -735,16 +748,18 @@ class LSMEngine:
             self._manifest.append(edit)
             self._mstate.apply(edit)
 
-    def _write_table(self, number: int, entries: Iterator[Entry], rts: list[RangeTombstone],
-                     expected: int, level: int) -> tuple[TableMeta | None, TableReader | None]:
-        """Build table ``number`` from sorted entries; fsynced, name not yet durable. Returns
-        (None, None), leaving no file, when there is nothing to write."""
+    def _write_table(self, number: int, fill: Callable[[TableBuilder], None],
+                     rts: list[RangeTombstone], expected: int,
+                     level: int) -> tuple[TableMeta | None, TableReader | None]:
+        """Build table ``number``: ``fill`` adds the sorted entries to the builder, then the
+        range tombstones are added; fsynced, name not yet durable. Returns (None, None),
+        leaving no file, when there is nothing to write."""
         fs = self._fs
         path = fs.join(self._dir, table_name(number))
         f = fs.create(path)
         try:
             b = TableBuilder(f, expected, self._bits_per_key)
-            b.add_entries(entries)
+            fill(b)
             for rt in rts:
                 b.add_range_tombstone(rt)
             if b.entries == 0 and not rts:
@@ -832,6 +847,21 @@ class LSMEngine:
             for t in self._state.tables:
                 t.close()
             self._fs.unlock(self._dir_lock)
+
+
+def _memtable_filler(mem: Memtable) -> Callable[[TableBuilder], None]:
+    def fill(b: TableBuilder) -> None:
+        b.add_encoded(*mem.encoded_columns())
+    return fill
+
+
+def _columns_filler(merged: Iterator[tuple[list[bytes], list[bytes], int, int, int]]
+                    ) -> Callable[[TableBuilder], None]:
+    def fill(b: TableBuilder) -> None:
+        add = b.add_encoded
+        for keys, raws, tombs, lo, hi in merged:
+            add(keys, raws, list(map(len, raws)), tombs, lo, hi)
+    return fill
 
 
 def _chunks(it: Iterator[Entry], n: int) -> Iterator[list[Entry]]:

@@ -5,8 +5,15 @@ keys are sorted then, incrementally: the dict keeps insertion order, so the keys
 last sort are exactly the dict's tail, and merging two sorted runs is linear (timsort).
 
 Entries (the dict's values):
-  (seq, Record)                a put
-  (seq, None, deleted_at_ms)   a point tombstone; ``entry[1]`` is the get() answer either way
+  (seq, value)                 a put with no expiry and no meta (``value`` is bytes)
+  (seq, Record)                any other put
+  (seq, None, deleted_at_ms)   a point tombstone
+``entry[1]`` is the get() answer (None: deleted), a bytes value standing for
+``Record(value, 0, b"")``. Why not always a Record: CPython's cyclic GC untracks a tuple once it
+holds only untracked objects, but only an *exact* tuple; a Record (a NamedTuple, i.e. a tuple
+subclass) stays tracked forever, and so does the entry holding it. Every memtable entry would
+then survive into the oldest generation and trigger full collections (each walking the whole
+heap); a plain entry is untracked at its first young collection, and is ~75 bytes smaller.
 
 Invariant: no entry in a memtable is covered by one of its own range tombstones (``delete_range``
 removes the covered keys as it adds the tombstone, and later entries have higher seqs). So a read
@@ -22,9 +29,10 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator
-from itertools import islice
+from itertools import chain, islice, repeat
+from operator import add, itemgetter
 
-from respkv.storage.format import KIND_DELETE, KIND_PUT
+from respkv.storage.format import ENTRY_HEADER, ENTRY_HEADER_SIZE, KIND_DELETE, KIND_PUT
 from respkv.storage.sstable import Entry, RangeTombstone
 
 
@@ -36,8 +44,16 @@ def covered(rts: list[RangeTombstone], key: bytes) -> bool:
     return False
 
 
+_get0 = itemgetter(0)
+_get1 = itemgetter(1)
+_get2 = itemgetter(2)
+_pack_header = ENTRY_HEADER.pack
+
+
 def to_entry(key: bytes, e: tuple) -> Entry:
     rec = e[1]
+    if rec.__class__ is bytes:
+        return (key, -e[0], KIND_PUT, 0, b"", rec)
     if rec is None:
         return (key, -e[0], KIND_DELETE, e[2], b"", b"")
     return (key, -e[0], KIND_PUT, rec.expire_at_ms, rec.meta, rec.value)
@@ -107,7 +123,63 @@ class Memtable:
         for k in keys[lo:hi] if (lo or hi != len(keys)) else keys:
             e = d[k]
             rec = e[1]
-            if rec is None:
+            if rec.__class__ is bytes:
+                yield (k, -e[0], put, 0, b"", rec)
+            elif rec is None:
                 yield (k, -e[0], KIND_DELETE, e[2], b"", b"")
             else:
                 yield (k, -e[0], put, rec[1], rec[2], rec[0])
+
+    def encoded_columns(self) -> tuple[list[bytes], list[bytes], list[int], int, int, int]:
+        """Every entry in key order, encoded for a table, as ``TableBuilder.add_encoded`` takes
+        them: (keys, parts: header, key, [meta,] value per entry, sizes, tombstones, min_seq,
+        max_seq). Only for a frozen (immutable) memtable. Built column by column with C-level
+        maps: no Python step per entry when the memtable holds only puts."""
+        keys = self.sorted_keys()
+        d = self.data
+        ents = list(map(d.__getitem__, keys))
+        seqs = list(map(_get0, ents))
+        recs = list(map(_get1, ents))
+        klens = list(map(len, keys))
+        if all(map(bytes.__instancecheck__, recs)):  # only plain puts (the common case)
+            tombs = 0
+            values = recs
+            vlens = list(map(len, values))
+            mlens = times = repeat(0)
+            metas = repeat(b"")
+            kinds = repeat(KIND_PUT)
+            sizes = list(map(ENTRY_HEADER_SIZE.__add__, map(add, klens, vlens)))
+            headers = map(_pack_header, kinds, klens, mlens, vlens, seqs, times)
+            parts = list(chain.from_iterable(zip(headers, keys, values, strict=True)))
+        else:
+            tombs = 0
+            values = []
+            times = []
+            metas = []
+            kinds = []
+            for e in ents:
+                rec = e[1]
+                if rec.__class__ is bytes:
+                    kinds.append(KIND_PUT)
+                    times.append(0)
+                    metas.append(b"")
+                    values.append(rec)
+                elif rec is None:
+                    kinds.append(KIND_DELETE)
+                    times.append(e[2])
+                    metas.append(b"")
+                    values.append(b"")
+                    tombs += 1
+                else:
+                    kinds.append(KIND_PUT)
+                    times.append(rec[1])
+                    metas.append(rec[2])
+                    values.append(rec[0])
+            mlens = list(map(len, metas))
+            vlens = list(map(len, values))
+            sizes = list(map(ENTRY_HEADER_SIZE.__add__, map(add, map(add, klens, mlens), vlens)))
+            headers = map(_pack_header, kinds, klens, mlens, vlens, seqs, times)
+            parts = list(chain.from_iterable(zip(headers, keys, metas, values, strict=True)))
+        if not seqs:
+            return keys, parts, sizes, 0, 0, 0
+        return keys, parts, sizes, tombs, min(seqs), max(seqs)

@@ -26,6 +26,9 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate, islice, repeat
+from operator import add as _add
+from operator import lt as _lt
 
 from respkv.storage.api import Record
 from respkv.storage.bloom import DEFAULT_BITS_PER_KEY, BloomBuilder, BloomFilter
@@ -56,6 +59,8 @@ _WRITE_CHUNK = 1 << 20
 _TRAILER = BLOCK_TRAILER.size
 _HDR = ENTRY_HEADER_SIZE
 _unpack_entry = ENTRY_HEADER.unpack_from
+_KIND_TIME = struct.Struct("<B20xq")  # an entry header's kind and time fields
+_PLAIN = {(KIND_PUT, 0)}
 _checksum = block_checksum
 _trailer_structs: dict[int, struct.Struct] = {}
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -320,7 +325,12 @@ def _answer_entry(key: bytes, nseq: int, a: object) -> Entry:
 
 class TableBuilder:
     """Writes one table. Keys must be added in strictly increasing order, one version each.
-    ``finish`` fsyncs the file; making its *name* durable (fsync_dir) is the caller's job."""
+    ``finish`` fsyncs the file; making its *name* durable (fsync_dir) is the caller's job.
+
+    The hot path is ``add_encoded``: flush and compaction hand over whole columns (sorted keys,
+    the entries' encoded bytes as a flat list of parts, their sizes) and blocks are cut, joined
+    and indexed with C-level maps and joins, a few Python steps per block rather than per entry.
+    ``add``/``add_entries`` (internal-entry tuples) are the readable version, built on it."""
 
     def __init__(self, file: WritableFile, expected_keys: int,
                  bits_per_key: int = DEFAULT_BITS_PER_KEY) -> None:
@@ -330,11 +340,11 @@ class TableBuilder:
         self._bloom = BloomBuilder(max(1, expected_keys), bits_per_key)
         self._index: list[tuple[bytes, int, int]] = []
         self._rdels: list[RangeTombstone] = []
+        # the open (not yet full) data block: its entries' parts, sizes, key lengths
         self._parts: list[bytes] = []
-        self._blk_size = 0
-        self._blk_offs: list[int] = []
+        self._blk_sizes: list[int] = []
         self._blk_klens: list[int] = []
-        self._bloom_pending: list[bytes] = []
+        self._blk_size = 0
         self._first_key: bytes | None = None
         self._last_key: bytes | None = None
         self._smallest: bytes | None = None
@@ -347,63 +357,103 @@ class TableBuilder:
         self.add_entries([(key, -seq, kind, t, meta, value)])
 
     def add_entries(self, entries: Iterable[Entry]) -> None:
-        """Add internal entries (key, -seq, kind, time, meta, value) in strictly increasing key
-        order. The table-writing hot loop of flush and compaction: keep it lean."""
+        """Add internal entries (key, -seq, kind, time, meta, value), or raw ones (key, -seq,
+        kind, time, encoded bytes, None), in strictly increasing key order."""
         pack = ENTRY_HEADER.pack
-        parts = self._parts
-        offs = self._blk_offs
-        klens = self._blk_klens
-        pending = self._bloom_pending
-        size = self._blk_size
+        it = iter(entries)
+        while True:
+            chunk = list(islice(it, 4096))
+            if not chunk:
+                return
+            keys = []
+            parts: list[bytes] = []
+            sizes = []
+            tombs = 0
+            lo = 1 << 64
+            hi = 0
+            for key, nseq, kind, t, meta, value in chunk:
+                keys.append(key)
+                if value is None:  # raw form: ``meta`` holds the entry's encoded bytes
+                    enc = meta
+                else:
+                    enc = pack(kind, len(key), len(meta), len(value), -nseq, t) + key + meta + value
+                parts.append(enc)
+                sizes.append(len(enc))
+                if kind == KIND_DELETE:
+                    tombs += 1
+                if -nseq < lo:
+                    lo = -nseq
+                if -nseq > hi:
+                    hi = -nseq
+            self.add_encoded(keys, parts, sizes, tombs, lo, hi)
+
+    def add_encoded(self, keys: list[bytes], parts: list[bytes], sizes: list[int],
+                    tombstones: int, min_seq: int, max_seq: int) -> None:
+        """Add entries given as columns: ``keys`` strictly increasing (and above every key added
+        before); ``parts`` the entries' encoded bytes (data-block entry layout) as a flat list,
+        the same number of parts per entry (entry i is the concatenation of parts[i*w:(i+1)*w]);
+        ``sizes[i]`` its length; how many are tombstones and their seq range."""
+        n = len(keys)
+        if not n:
+            return
         last = self._last_key
-        n = self.entries
-        tombs = self.tombstones
-        lo = self.min_seq
-        hi = self.max_seq
+        if (last is not None and keys[0] <= last) or not all(map(_lt, keys, islice(keys, 1, None))):
+            raise ValueError("keys must be added in strictly increasing order")
+        w = len(parts) // n
+        klens = list(map(len, keys))
+        # ends[i]: bytes of this call's entries before entry i (ends[0] = 0)
+        ends = list(accumulate(sizes, initial=0))
         target = BLOCK_TARGET_SIZE
-        for key, nseq, kind, t, meta, value in entries:
-            if last is not None and key <= last:
-                raise ValueError("keys must be added in strictly increasing order")
-            if not offs:
-                self._first_key = key
-            kl = len(key)
-            offs.append(size)
-            klens.append(kl)
-            if value is None:  # raw form: ``meta`` holds the entry's encoded bytes
-                parts.append(meta)
-                size += len(meta)
+        s = 0
+        open_size = self._blk_size
+        index = self._index
+        while True:
+            # the open block closes after the first entry e-1 that brings it to >= target bytes
+            e = bisect_left(ends, ends[s] + target - open_size, s + 1)
+            if e > n:
+                break
+            if open_size:
+                bparts = self._parts
+                bparts += parts[s * w : e * w]
+                bsizes = self._blk_sizes
+                bsizes += sizes[s:e]
+                bklens = self._blk_klens
+                bklens += klens[s:e]
+                first = self._first_key
+                self._parts = []
+                self._blk_sizes = []
+                self._blk_klens = []
+                open_size = 0
             else:
-                ml = len(meta)
-                vl = len(value)
-                parts += (pack(kind, kl, ml, vl, -nseq, t), key, meta, value)
-                size += _HDR + kl + ml + vl
-            pending.append(key)
-            last = key
-            n += 1
-            if kind == KIND_DELETE:
-                tombs += 1
-            if -nseq < lo:
-                lo = -nseq
-            if -nseq > hi:
-                hi = -nseq
-            if size >= target:
-                self._blk_size = size
-                self._finish_block()
-                parts = self._parts
-                offs = self._blk_offs
-                klens = self._blk_klens
-                size = 0
-                if len(pending) >= 4096:
-                    self._bloom.add_keys(pending)
-                    pending.clear()
-        self._blk_size = size
-        self._last_key = last
-        if self._smallest is None and n:
-            self._smallest = self._first_key
-        self.entries = n
-        self.tombstones = tombs
-        self.min_seq = lo
-        self.max_seq = hi
+                bparts = parts[s * w : e * w]
+                bsizes = sizes[s:e]
+                bklens = klens[s:e]
+                first = keys[s]
+            m = len(bklens)
+            bsizes.pop()
+            bparts.append(_trailer_struct(m).pack(*accumulate(bsizes, initial=0), *bklens))
+            bparts.append(U32.pack(m))
+            off, ln = self._emit(b"".join(bparts))
+            index.append((first, off, ln))
+            s = e
+        if s < n:  # the rest stays in the open block
+            if not open_size:
+                self._first_key = keys[s]
+            self._parts += parts[s * w :]
+            self._blk_sizes += sizes[s:]
+            self._blk_klens += klens[s:]
+            open_size += ends[n] - ends[s]
+        self._blk_size = open_size
+        self._bloom.add_keys(keys)
+        if self._smallest is None:
+            self._smallest = keys[0]
+        self._last_key = keys[-1]
+        self.entries += n
+        self.tombstones += tombstones
+        if min_seq < self.min_seq:
+            self.min_seq = min_seq
+        if max_seq > self.max_seq:
+            self.max_seq = max_seq
 
     def add_range_tombstone(self, rt: RangeTombstone) -> None:
         self._rdels.append(rt)
@@ -422,27 +472,26 @@ class TableBuilder:
         return off, len(block)
 
     def _finish_block(self) -> None:
-        n = len(self._blk_offs)
-        if not n:
+        """Close the open block (at finish: whatever is left under the target size)."""
+        m = len(self._blk_klens)
+        if not m:
             return
         parts = self._parts
-        parts.append(_trailer_struct(n).pack(*self._blk_offs, *self._blk_klens))
-        parts.append(U32.pack(n))
+        sizes = self._blk_sizes
+        sizes.pop()
+        parts.append(_trailer_struct(m).pack(*accumulate(sizes, initial=0), *self._blk_klens))
+        parts.append(U32.pack(m))
         off, ln = self._emit(b"".join(parts))
         assert self._first_key is not None
-        if self._smallest is None:
-            self._smallest = self._first_key
         self._index.append((self._first_key, off, ln))
         self._parts = []
-        self._blk_offs = []
+        self._blk_sizes = []
         self._blk_klens = []
         self._blk_size = 0
 
     def finish(self) -> tuple[int, TableProps]:
         """Write the meta blocks and footer, fsync; returns (file size, properties)."""
         self._finish_block()
-        self._bloom.add_keys(self._bloom_pending)
-        self._bloom_pending = []
         f_off, f_len = self._emit(self._bloom.finish())
         rd = [RDEL_COUNT.pack(len(self._rdels))]
         for rt in self._rdels:
@@ -688,6 +737,60 @@ class TableReader:
                 kind, _kl, _ml, _vl, seq, t = unpack(data, o)
                 out.append((key, -seq, kind, t, data[o:end], None))
             yield out
+
+    def iter_raw_columns(self, chunk_bytes: int = 1 << 18
+                         ) -> Iterator[tuple[list[bytes], list[bytes], bool]]:
+        """Every entry, for compaction, in chunks of consecutive data blocks (one pread of about
+        ``chunk_bytes`` each, every block's checksum verified): (keys, raws, plain) where
+        ``raws[i]`` is entry i's bytes as stored (copied by the writer without re-encoding) and
+        ``plain`` says every entry of the chunk is a put with no expiry. Keys and entries are
+        sliced with C-level maps: a few Python steps per block, none per entry."""
+        offs = self.block_offs
+        lens = self.block_lens
+        nblocks = len(offs)
+        path = self.path
+        i = 0
+        while i < nblocks:
+            start = end = offs[i]
+            j = i
+            while j < nblocks and offs[j] == end and end - start < chunk_bytes:
+                end = offs[j] + lens[j] + _TRAILER
+                j += 1
+            buf = self.file.pread(start, end - start)
+            if len(buf) != end - start:
+                raise TableCorruptionError(path, start, "block extends beyond end of file")
+            mv = memoryview(buf)
+            starts: list[int] = []
+            rends: list[int] = []
+            klens: list[int] = []
+            for b in range(i, j):
+                base = offs[b] - start
+                ln = lens[b]
+                (crc,) = BLOCK_TRAILER.unpack_from(buf, base + ln)
+                if _checksum(mv[base : base + ln]) != crc:
+                    raise TableCorruptionError(path, offs[b], "block checksum mismatch")
+                tend = base + ln - 4
+                try:
+                    (n,) = U32.unpack_from(buf, tend)
+                    tstart = tend - 8 * n
+                    if tstart < base:
+                        raise struct.error(f"{n} entries do not fit in {ln} bytes")
+                    both = _trailer_struct(n).unpack_from(buf, tstart)
+                except struct.error as e:
+                    raise TableCorruptionError(path, offs[b], f"malformed block trailer: {e}"
+                                               ) from None
+                s = list(map(base.__add__, both[:n]))
+                starts += s
+                rends += islice(s, 1, None)
+                rends.append(tstart)
+                klens += both[n:]
+            mv.release()
+            kstarts = list(map(_HDR.__add__, starts))
+            keys = list(map(buf.__getitem__, map(slice, kstarts, map(_add, kstarts, klens))))
+            raws = list(map(buf.__getitem__, map(slice, starts, rends)))
+            plain = set(map(_KIND_TIME.unpack_from, repeat(buf), starts)) <= _PLAIN
+            yield keys, raws, plain
+            i = j
 
     def close(self) -> None:
         self.file.close()

@@ -19,7 +19,7 @@ from respkv.storage.commitlog import (
 from respkv.storage.compaction import merge_entries, pick_run
 from respkv.storage.errors import LogCorruptionError, TableCorruptionError
 from respkv.storage.faultfs import FaultFileSystem, SimulatedCrash
-from respkv.storage.format import KIND_DELETE, KIND_PUT, RECORD_HEADER_SIZE
+from respkv.storage.format import ENTRY_HEADER, KIND_DELETE, KIND_PUT, RECORD_HEADER_SIZE
 from respkv.storage.manifest import TableMeta, VersionEdit
 from respkv.storage.sstable import MISSING, BlockCache, RangeTombstone, TableBuilder, TableReader
 
@@ -250,6 +250,105 @@ def test_merge_drops_shadowed_tombstones_and_expired_only_at_bottom() -> None:
     src = iter([[(b"a", -1, KIND_PUT, 0, b"", b""), (b"b", -2, KIND_PUT, 0, b"", b""),
                  (b"bb", -7, KIND_PUT, 0, b"", b"")]])
     assert [e[0] for e in merge_entries([src], [rt], False, 0, 0)] == [b"a", b"bb"]
+
+
+def _random_tables(rng: random.Random, fs: FaultFileSystem) -> list[TableReader]:
+    """2-4 tables (newest first, disjoint seq ranges, one version per key) mixing plain puts,
+    puts with meta or expiry, and tombstones, over overlapping key ranges."""
+    tables = []
+    seq = 10_000
+    ntables = rng.randrange(2, 5)
+    for ti in range(ntables):
+        keys = sorted(rng.sample(range(3000), rng.randrange(0, 1500)))
+        path = f"/c/{ti}.sst"
+        b = TableBuilder(fs.create(path), max(1, len(keys)))
+        for k in keys:
+            seq -= 1
+            key = b"k%05d" % k
+            r = rng.random()
+            if r < 0.05:
+                b.add(key, seq, KIND_DELETE, rng.choice([0, 50, 5000]), b"", b"")
+            elif r < 0.1:
+                b.add(key, seq, KIND_PUT, rng.choice([0, 50, 5000]), b"m", b"v%d" % k)
+            else:
+                b.add(key, seq, KIND_PUT, 0, b"", b"value-%d" % k * rng.randrange(1, 4))
+        b.finish()
+        tables.append(TableReader(fs.open_read(path), ti))
+    return tables  # the first built holds the highest seqs: newest first
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_merge_raw_columns_equals_merge_entries(seed: int) -> None:
+    """Compaction's column merge keeps exactly what merge_entries keeps, byte for byte, for
+    chunks of any size and with or without tombstones, expiry and range tombstones."""
+    from respkv.storage.compaction import merge_raw_columns
+
+    rng = random.Random(seed)
+    fs = FaultFileSystem(rng)
+    fs.mkdir("/c")
+    tables = _random_tables(rng, fs)
+    rts = [] if seed % 3 else [RangeTombstone(b"k00100", b"k00900", 9_990, 40)]
+    for bottom in (False, True):
+        for now in (0, 100, 10_000):
+            want = list(merge_entries([t.iter_raw_batches() for t in tables], rts, bottom, now, 1000))
+            chunk = rng.choice([1, 4096, 1 << 18])
+            got_k: list[bytes] = []
+            got_r: list[bytes] = []
+            tombs = 0
+            for ks, rs, nt, lo, hi in merge_raw_columns(
+                    [t.iter_raw_columns(chunk) for t in tables], rts, bottom, now, 1000):
+                got_k += ks
+                got_r += rs
+                tombs += nt
+                if ks:
+                    seqs = [-e[1] for e in want if e[0] in set(ks)]
+                    assert (lo, hi) == (min(seqs), max(seqs))
+            assert got_k == [e[0] for e in want]
+            # entries as the writer would encode them
+            enc = []
+            for e in want:
+                if e[5] is None:
+                    enc.append(e[4])
+                else:  # an expired put turned into a tombstone: (key, -seq, KIND_DELETE, t, b"", b"")
+                    enc.append(ENTRY_HEADER.pack(e[2], len(e[0]), 0, 0, -e[1], e[3]) + e[0])
+            assert got_r == enc
+            assert tombs == sum(1 for e in want if e[2] == KIND_DELETE)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_add_encoded_writes_what_add_entries_writes(seed: int) -> None:
+    """Table bytes do not depend on how entries are handed to the builder."""
+    rng = random.Random(seed)
+    fs = FaultFileSystem(rng)
+    fs.mkdir("/t")
+    entries = []
+    for i, k in enumerate(sorted(rng.sample(range(10**6), rng.randrange(1, 4000)))):
+        key = b"%07d" % k
+        vl = rng.choice([0, 3, 100, 100, 100, 5000])
+        entries.append((key, -(i + 1), KIND_PUT if i % 7 else KIND_DELETE, i % 3, b"m" * (i % 2),
+                        rng.randbytes(vl)))
+    a = TableBuilder(fs.create("/t/a.sst"), len(entries))
+    a.add_entries(entries)
+    a.finish()
+    b = TableBuilder(fs.create("/t/b.sst"), len(entries))
+    i = 0
+    while i < len(entries):
+        j = i + rng.choice([1, 2, 50, 3000])
+        ks, parts, sizes = [], [], []
+        for key, nseq, kind, t, meta, value in entries[i:j]:
+            ks.append(key)
+            parts += (ENTRY_HEADER.pack(kind, len(key), len(meta), len(value), -nseq, t),
+                      key, meta, value)
+            sizes.append(29 + len(key) + len(meta) + len(value))
+        chunk = entries[i:j]
+        b.add_encoded(ks, parts, sizes, sum(1 for e in chunk if e[2] == KIND_DELETE),
+                      min(-e[1] for e in chunk), max(-e[1] for e in chunk))
+        i = j
+    b.finish()
+    assert fs.read_file("/t/a.sst") == fs.read_file("/t/b.sst")
+    with pytest.raises(ValueError):
+        b2 = TableBuilder(fs.create("/t/c.sst"), 2)
+        b2.add_encoded([b"b", b"a"], [b"x", b"y"], [1, 1], 0, 1, 2)
 
 
 # -- the fault file system ----------------------------------------------------------------------
