@@ -338,6 +338,15 @@ def test_cluster_up_starts_reports_and_stops_nodes() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        # Whatever failed above, stop every node `cluster up` reported starting, by its PID:
+        # killing the parent alone would leave them running.
+        started = [int(line.split("pid ")[1].split()[0]) for line in lines
+                   if line.startswith("node") and "pid " in line]
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _busy(port: int) -> bool:
