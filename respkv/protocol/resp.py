@@ -69,6 +69,9 @@ def _strchr(buf: bytearray, ch: bytes, pos: int) -> int:
     return i
 
 
+UNBALANCED_QUOTES = "Protocol error: unbalanced quotes in request"
+
+
 class ProtocolError(Exception):
     """The client broke the protocol; ``str(err)`` is the exact Redis error text (without -ERR)."""
 
@@ -100,7 +103,7 @@ def split_inline_args(line: bytes) -> list[bytes]:
         while True:
             if inq:
                 if i >= n:
-                    raise ProtocolError("Protocol error: unbalanced quotes in request")
+                    raise ProtocolError(UNBALANCED_QUOTES)
                 c = line[i]
                 if (
                     c == 0x5C
@@ -116,21 +119,21 @@ def split_inline_args(line: bytes) -> list[bytes]:
                     cur += _ESCAPES.get(line[i], bytes((line[i],)))
                 elif c == 0x22:
                     if i + 1 < n and line[i + 1] not in _SPACE:
-                        raise ProtocolError("Protocol error: unbalanced quotes in request")
+                        raise ProtocolError(UNBALANCED_QUOTES)
                     i += 1
                     break
                 else:
                     cur.append(c)
             elif insq:
                 if i >= n:
-                    raise ProtocolError("Protocol error: unbalanced quotes in request")
+                    raise ProtocolError(UNBALANCED_QUOTES)
                 c = line[i]
                 if c == 0x5C and i + 1 < n and line[i + 1] == 0x27:
                     i += 1
                     cur.append(0x27)
                 elif c == 0x27:
                     if i + 1 < n and line[i + 1] not in _SPACE:
-                        raise ProtocolError("Protocol error: unbalanced quotes in request")
+                        raise ProtocolError(UNBALANCED_QUOTES)
                     i += 1
                     break
                 else:
