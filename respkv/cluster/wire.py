@@ -6,7 +6,8 @@ tested with byte strings.
 
 * :func:`encode_frame` / :class:`FrameDecoder`: RESP2 arrays of bulk strings, with limits.
 * :func:`encode_request` / :func:`decode_request` and :func:`encode_reply` /
-  :func:`decode_reply`: the replica messages (``RR``, ``RW``, ``CW``, ``PING``) and their replies.
+  :func:`decode_reply`: the replica messages (``RR``, ``RW``, ``CW``, ``PING``), service calls
+  (``C``), and their replies.
 * :class:`Acceptor` / :class:`Initiator`: mutual challenge-response authentication with
   HMAC-SHA256 over the cluster secret (RFC 2104); the secret never crosses the wire.
 """
@@ -38,6 +39,8 @@ KIND_READ = b"RR"
 KIND_WRITE = b"RW"
 KIND_COORDINATE = b"CW"
 KIND_PING = b"PING"
+KIND_CALL = b"C"
+MAX_CALL_ARGS = MAX_FRAME_PARTS - 5
 
 
 class WireError(ValueError):
@@ -148,7 +151,20 @@ class Ping:
     timeout_ms: int
 
 
-Request = ReplicaRead | ReplicaWrite | CoordinateWrite | Ping
+@dataclass(frozen=True, slots=True)
+class ServiceCall:
+    """A request to a named service of the peer (gossip, anti-entropy, streaming, hints, admin):
+    the extension point of the dialect. Each service documents its arguments and reply payload
+    in docs/formats/wire.md; an unknown service gets an ERR reply, never a closed connection."""
+
+    req_id: int
+    sender: str
+    timeout_ms: int
+    service: bytes
+    args: tuple[bytes, ...]
+
+
+Request = ReplicaRead | ReplicaWrite | CoordinateWrite | Ping | ServiceCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +174,7 @@ class Reply:
     payload: bytes  # OK: the payload; ERR: the message (UTF-8)
 
 
-def _head(kind: bytes, r: ReplicaRead | ReplicaWrite | CoordinateWrite | Ping) -> list[bytes]:
+def _head(kind: bytes, r: Request) -> list[bytes]:
     return [kind, b"%d" % r.req_id, r.sender.encode(), b"%d" % r.timeout_ms]
 
 
@@ -175,6 +191,10 @@ def encode_request(r: Request) -> bytes:
         ])
     if type(r) is Ping:
         return encode_frame(_head(KIND_PING, r))
+    if type(r) is ServiceCall:
+        if len(r.args) > MAX_CALL_ARGS:
+            raise ValueError(f"a service call takes at most {MAX_CALL_ARGS} arguments")
+        return encode_frame([*_head(KIND_CALL, r), r.service, *r.args])
     raise TypeError(f"not a request: {r!r}")
 
 
@@ -184,6 +204,15 @@ _ARITY = {KIND_READ: 6, KIND_WRITE: 7, KIND_COORDINATE: 11, KIND_PING: 4}
 def decode_request(frame: list[bytes]) -> Request:
     """A request frame -> its message. WireError for an unknown kind or malformed fields."""
     kind = frame[0]
+    if kind == KIND_CALL:
+        if len(frame) < 5:
+            raise WireError(f"C takes at least 5 fields, got {len(frame)}")
+        try:
+            sender = frame[2].decode()
+        except UnicodeDecodeError:
+            raise WireError("sender is not UTF-8") from None
+        return ServiceCall(parse_uint(frame[1]), sender, parse_uint(frame[3]), frame[4],
+                           tuple(frame[5:]))
     want = _ARITY.get(kind)
     if want is None:
         raise WireError(f"unknown request kind {kind[:16]!r}")

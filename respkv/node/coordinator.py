@@ -34,7 +34,7 @@ address they announce). A peer is up while its link is connected.
 from __future__ import annotations
 
 import logging
-import os
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -338,8 +338,9 @@ class Cluster:
     """The cluster side of one node: ring view, peer server, links, coordination."""
 
     def __init__(self, node: Any, settings: ClusterSettings | None = None,
-                 nonce: Callable[[int], bytes] = os.urandom) -> None:
+                 nonce: Callable[[int], bytes] | None = None) -> None:
         self.node = node
+        self.network = node.network
         self.config: Config = node.config
         self.settings = settings if settings is not None else cluster_settings(node.config)
         s = self.settings
@@ -353,7 +354,7 @@ class Cluster:
         self._nursery: trio.Nursery | None = None
         self.peer_port: int | None = None
         self.identity: PeerIdentity | None = None
-        self._nonce = nonce
+        self._nonce = nonce if nonce is not None else node.nonce
         self.server: PeerServer | None = None
         self.timeout_s = s.timeout_ms / 1000
         # Reads ask just enough replicas (R, counting this node's own copy), and the others
@@ -361,6 +362,9 @@ class Cluster:
         self.speculative_s = max(0.005, self.timeout_s / 10)
         # (kind, level) -> [calls, failures, total usec]
         self.level_stats: dict[tuple[str, str], list[int]] = {}
+        # Services callable by peers with ``C`` (wire.md, "Service calls"): name -> handler
+        # taking the ServiceCall and returning (ok, payload); synchronous and bounded.
+        self.services: dict[bytes, Callable[[wire.ServiceCall], tuple[bool, bytes]]] = {}
         node.state.cluster = self
         cluster_cmds.register()
         node.state.info_providers["cluster"] = self.info
@@ -389,8 +393,7 @@ class Cluster:
     # -- lifecycle --
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
-        listeners = await trio.open_tcp_listeners(self.settings.peer_port, host=cfg.bind)
-        self.peer_port = listeners[0].socket.getsockname()[1]
+        listeners, self.peer_port = await self.network.listen(cfg.bind, self.settings.peer_port)
         # Announced so that nodes we dial can dial back; a wildcard bind has no address to
         # announce (such a node must then be in the others' seeds).
         advertise = "" if cfg.bind in ("0.0.0.0", "::", "") else f"{cfg.bind}:{self.peer_port}"
@@ -415,7 +418,7 @@ class Cluster:
         for link in self._all_links:
             if link.host == host and link.port == port:
                 return
-        link = PeerLink(host, port, self.identity, self._on_identified)
+        link = PeerLink(host, port, self.identity, self._on_identified, self.network)
         self._all_links.append(link)
         self._nursery.start_soon(link.run)
 
@@ -447,6 +450,11 @@ class Cluster:
                 _, data = rep.coordinate(req.db, req.key, req.value, req.expire_at_ms, ctx,
                                          timestamp_ms=req.timestamp_ms or None)
                 return True, data
+            if type(req) is wire.ServiceCall:
+                service = self.services.get(req.service)
+                if service is None:
+                    return False, b"unknown service " + req.service[:32]
+                return service(req)
             if type(req) is wire.Ping:
                 return True, b""
         except ValueError as e:  # corrupt set or context from the peer

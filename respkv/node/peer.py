@@ -21,7 +21,6 @@ outstanding request's callback is then called with None (never left dangling).
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ import trio
 
 from respkv.cluster import wire
 from respkv.cluster.wire import FrameDecoder, HandshakeError, SelfConnection, WireError
-from respkv.node.streams import RawSocketStream
+from respkv.node.network import TCP, Network
 
 log = logging.getLogger("respkv.peer")
 
@@ -54,22 +53,30 @@ class PeerIdentity:
     nonce: Callable[[int], bytes]
 
 
-def _to_raw(stream: trio.SocketStream) -> RawSocketStream:
-    """The lean stream over the same connection (as the client port uses). Takes ownership of
-    the socket: ``stream`` must not be used afterwards."""
-    return RawSocketStream(socket.socket(fileno=stream.socket.detach()))
-
-
-async def _receive(stream: RawSocketStream) -> bytes:
-    """Bytes from the socket, trying a plain recv before parking in epoll (under load the next
-    message is usually there already, and the epoll round costs more than the message). b"" at
-    end of stream. The caller yields (``trio.lowlevel.checkpoint``) often enough."""
+async def _receive(stream: Any) -> bytes:
+    """Bytes from the stream. On a real socket, a plain recv is tried before parking in epoll
+    (under load the next message is usually there already, and the epoll round costs more than
+    the message); the caller then yields (``trio.lowlevel.checkpoint``) often enough. b"" at end
+    of stream."""
+    sock = getattr(stream, "sock", None)
+    if sock is None:
+        return await stream.receive_some(READ_SIZE)
     try:
-        return stream.sock.recv(READ_SIZE)
+        return sock.recv(READ_SIZE)
     except BlockingIOError:
         return await stream.receive_some(READ_SIZE)
     except OSError:
         return b""
+
+
+def _remote(stream: Any) -> str:
+    sock = getattr(stream, "sock", None)
+    if sock is None:
+        return str(getattr(stream, "remote", "?"))
+    try:
+        return "%s:%d" % sock.getpeername()[:2]
+    except OSError:
+        return "?"
 
 
 async def _next_frame(stream: Any, decoder: FrameDecoder) -> list[bytes]:
@@ -116,18 +123,14 @@ class PeerServer:
     async def run(self, listeners: list[Any], task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await trio.serve_listeners(self._serve, listeners, task_status=task_status)
 
-    async def _serve(self, trio_stream: Any) -> None:
-        stream = _to_raw(trio_stream)
+    async def _serve(self, stream: Any) -> None:
         try:
             await self._serve_raw(stream)
         finally:
             stream.close_now()
 
-    async def _serve_raw(self, stream: RawSocketStream) -> None:
-        try:
-            remote = "%s:%d" % stream.sock.getpeername()[:2]
-        except OSError:
-            remote = "?"
+    async def _serve_raw(self, stream: Any) -> None:
+        remote = _remote(stream)
         ident = self.identity
         acc = wire.Acceptor(ident.secret, ident.node_id, ident.nonce(16), ident.dc)
         decoder = FrameDecoder()
@@ -203,7 +206,9 @@ class PeerLink:
         port: int,
         identity: PeerIdentity,
         on_identified: Callable[[PeerLink], None],
+        network: Network = TCP,
     ) -> None:
+        self.network = network
         self.host = host
         self.port = port
         self.identity = identity
@@ -216,7 +221,7 @@ class PeerLink:
         self._next_id = 0
         self._outbox = bytearray()
         self._wake = trio.Event()
-        self._sock: socket.socket | None = None  # set while connected
+        self._sock: Any = None  # the real socket while connected (None on other networks)
         self.stats = {"connects": 0, "connect_failures": 0, "disconnects": 0,
                       "requests_sent": 0, "requests_refused": 0, "replies": 0}
         self.last_error = ""
@@ -279,7 +284,7 @@ class PeerLink:
                     return
                 await trio.sleep(backoff)
                 continue
-            self._sock = stream.sock
+            self._sock = getattr(stream, "sock", None)
             self.connected = True
             self.stats["connects"] += 1
             self.last_error = ""
@@ -312,7 +317,7 @@ class PeerLink:
     async def _connect(self) -> Any:
         ident = self.identity
         try:
-            stream = _to_raw(await trio.open_tcp_stream(self.host, self.port))
+            stream = await self.network.connect(self.host, self.port)
         except OSError as e:
             self.stats["connect_failures"] += 1
             self.last_error = f"connect: {e.strerror or e}"

@@ -43,6 +43,7 @@ from respkv.node.metrics import (
     serve_metrics,
 )
 from respkv.node.info import register_info_providers
+from respkv.node.network import TCP, Network
 from respkv.node.streams import RawSocketStream
 from respkv.node.tls import open_tls_listener
 from respkv.node.systemd import SystemdNotifier
@@ -147,13 +148,24 @@ class Node:
         engine: Engine | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         perf_ns: Callable[[], int] = time.perf_counter_ns,
+        network: Network = TCP,
+        rng: random.Random | None = None,
+        nonce: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        """``clock_ms`` (wall time: expiry, dots' timestamps), ``perf_ns`` (durations),
+        ``network`` (peer connections), ``rng`` (every random choice: gossip partners,
+        probabilistic read repair, eviction samples) and ``nonce`` (handshake nonces, run id)
+        are the node's only sources of time, randomness and peers: the simulation
+        (respkv/sim) passes its own."""
         self.config = config
         self.clock_ms = clock_ms
         self.perf_ns = perf_ns
+        self.network = network
+        self.rng = rng if rng is not None else random.Random()
+        self.nonce = nonce
         self.engine = engine if engine is not None else open_engine(config, clock_ms)
         self.state = ServerState(
-            config, self.engine, clock_ms, run_id=os.urandom(20).hex(), rng=random.Random()
+            config, self.engine, clock_ms, run_id=nonce(20).hex(), rng=self.rng
         )
         self.state.info_providers["persistence"] = self._persistence_info
         register_info_providers(self)  # pid, OS, RSS, CPU, rates and clock_us for INFO/TIME

@@ -189,3 +189,16 @@ def test_short_secrets_and_nonces_are_rejected():
         Acceptor(b"short\n", "a", NA)
     with pytest.raises(ValueError):
         Initiator(SECRET, "a", b"n")
+
+
+def test_service_calls_roundtrip_and_are_bounded():
+    call = wire.ServiceCall(7, "n1", 250, b"gossip", (b"syn", b"", b"\x00\xff"))
+    frame = wire.FrameDecoder()
+    frame.feed(wire.encode_request(call))
+    assert wire.decode_request(frame.next_frame()) == call
+    assert wire.decode_request([b"C", b"1", b"n", b"0", b"svc"]) == wire.ServiceCall(
+        1, "n", 0, b"svc", ())
+    with pytest.raises(ValueError):
+        wire.encode_request(wire.ServiceCall(1, "n", 0, b"s", (b"x",) * (wire.MAX_CALL_ARGS + 1)))
+    with pytest.raises(wire.WireError):
+        wire.decode_request([b"C", b"1", b"n", b"0"])

@@ -13,6 +13,7 @@ from respkv.cluster import wire
 from respkv.cluster.quorum import ConsistencyLevel
 from respkv.commands.core import TABLE
 from respkv.node.coordinator import ClusterView, is_blind_write, strip_context, strip_levels
+from respkv.node.network import TCP
 from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
 from respkv.node.replica import LocalReplica, cluster_storage_key
 from respkv.storage.memory import MemoryEngine
@@ -153,8 +154,7 @@ async def start_server(nursery: trio.Nursery, node_id: str = "srv",
     peers: list = []
     server = PeerServer(identity(node_id), handle, lambda: eng.last_seq, durable,
                         lambda *a: peers.append(a))
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
+    listeners, port = await TCP.listen("127.0.0.1", 0)
     await nursery.start(server.run, listeners)
     return server, port
 
