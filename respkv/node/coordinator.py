@@ -93,6 +93,10 @@ BLIND_WRITES = frozenset({"mset", "setex", "psetex"})
 _SET_READING_OPTIONS = frozenset({b"NX", b"XX", b"GET", b"KEEPTTL"})
 
 
+class PeerCallError(Exception):
+    """A service call to a peer did not get an OK reply (why: the message)."""
+
+
 # -- settings -----------------------------------------------------------------------------------
 
 
@@ -435,6 +439,39 @@ class Cluster:
             host, _, port = addr.rpartition(":")
             if port.isdigit():
                 self._add_link(host, int(port))
+
+    # -- service calls to peers (wire.md, "Service calls") --
+    async def call(self, node_id: str, service: bytes, args: tuple[bytes, ...] = (),
+                   timeout_s: float | None = None) -> bytes:
+        """Call ``service`` on peer ``node_id`` and return its OK payload. Raises
+        :class:`PeerCallError` when the peer is not connected, the connection breaks, the
+        deadline passes (default ``request_timeout_ms``) or the service answers ERR."""
+        link = self.links.get(node_id)
+        if link is None or not link.connected:
+            raise PeerCallError(f"{node_id}: not connected")
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        done = trio.Event()
+        box: list[wire.Reply | None] = []
+
+        def callback(reply: wire.Reply | None) -> None:
+            box.append(reply)
+            done.set()
+
+        req_id = link.send(lambda rid: wire.encode_request(wire.ServiceCall(
+            rid, self.node_id, int(timeout * 1000), service, args)), callback)
+        if not req_id:
+            raise PeerCallError(f"{node_id}: not connected or overloaded")
+        with trio.move_on_after(timeout):
+            await done.wait()
+        if not box:
+            link.forget(req_id)
+            raise PeerCallError(f"{node_id}: no reply within {timeout:.3f}s")
+        reply = box[0]
+        if reply is None:
+            raise PeerCallError(f"{node_id}: connection lost")
+        if not reply.ok:
+            raise PeerCallError(f"{node_id}: {reply.payload.decode('utf-8', 'replace')}")
+        return reply.payload
 
     # -- replica side (requests from peers) --
     def handle_request(self, req: wire.Request) -> tuple[bool, bytes]:
