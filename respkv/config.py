@@ -106,6 +106,29 @@ SETTINGS: tuple[Setting, ...] = (
             "read_consistency)."),
     Setting("request_timeout_ms", int, 2000, "milliseconds", "How long a coordinator waits for "
             "replicas before replying NOREPLICAS.", minimum=1),
+    Setting("replicas_per_dc", str, "", "DC:COUNT,...", "Replicas per datacenter (e.g. "
+            "dc1:3,dc2:2, as Cassandra's NetworkTopologyStrategy); empty: n_replicas over the "
+            "whole ring, datacenters ignored for placement."),
+    Setting("rack", str, "rack1", "", "This node's rack (replicas of a key prefer distinct racks)."),
+    Setting("gossip_interval_ms", int, 1000, "milliseconds", "How often this node gossips its "
+            "membership row (heartbeat) to one random peer.", minimum=10),
+    Setting("phi_threshold", float, 8.0, "", "Phi-accrual conviction threshold: a peer whose "
+            "phi exceeds it is marked down (Cassandra's phi_convict_threshold).", minimum=1.0,
+            maximum=30.0),
+    Setting("hinted_handoff", bool, True, "", "Write to a fallback node with a hint when a "
+            "replica is down, and replay the hint when it is back (Cassandra's "
+            "hinted_handoff_enabled). Off: the write needs W natural replicas."),
+    Setting("max_hint_window_ms", int, 3 * 3600 * 1000, "milliseconds", "Hints older than this "
+            "are dropped; anti-entropy repairs the rest (Cassandra's max_hint_window).",
+            minimum=1),
+    Setting("hint_replay_per_second", int, 1000, "hints/second", "Rate limit of hint replay to "
+            "a node that came back.", minimum=1),
+    Setting("read_repair", str, "blocking", "", "How replicas found stale by a read are "
+            "repaired: blocking (before the reply, as Cassandra's BLOCKING), background (after "
+            "the reply) or none.", choices=("blocking", "background", "none")),
+    Setting("read_repair_chance", float, 0.0, "probability", "Probability that a read also asks "
+            "every other replica and repairs them (Cassandra's read_repair_chance).",
+            minimum=0.0, maximum=1.0),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 LOG_LEVELS = {"debug": 10, "verbose": 20, "notice": 20, "warning": 30}
@@ -150,6 +173,15 @@ class Config:
     read_consistency: str = "quorum"
     write_consistency: str = "quorum"
     request_timeout_ms: int = 2000
+    replicas_per_dc: str = ""
+    rack: str = "rack1"
+    gossip_interval_ms: int = 1000
+    phi_threshold: float = 8.0
+    hinted_handoff: bool = True
+    max_hint_window_ms: int = 3 * 3600 * 1000
+    hint_replay_per_second: int = 1000
+    read_repair: str = "blocking"
+    read_repair_chance: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def set(self, key: str, value: Any) -> None:
@@ -190,6 +222,22 @@ def coerce(setting: Setting, value: Any) -> Any:
             raise ConfigError(f"'{key}' must be >= {_num(setting.minimum)}, got {value}")
         if setting.maximum is not None and value > setting.maximum:
             raise ConfigError(f"'{key}' must be <= {_num(setting.maximum)}, got {value}")
+        return value
+    if t is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be a number, got {value!r}")
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
+        if not isinstance(value, (int, float)) or value != value:
+            raise ConfigError(f"'{key}' must be a number, got {value!r}")
+        value = float(value)
+        if setting.minimum is not None and value < setting.minimum:
+            raise ConfigError(f"'{key}' must be >= {_num(setting.minimum)}, got {value:g}")
+        if setting.maximum is not None and value > setting.maximum:
+            raise ConfigError(f"'{key}' must be <= {_num(setting.maximum)}, got {value:g}")
         return value
     if not isinstance(value, str):
         raise ConfigError(f"'{key}' must be a string, got {value!r}")
