@@ -11,6 +11,7 @@ all by PID (SIGTERM, then SIGKILL after a grace period).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import os
 import secrets
 import signal
@@ -67,6 +68,35 @@ def node_command(i: int, n: int, base: int, root: str, secret_file: str, engine:
     return args
 
 
+FORM_TIMEOUT_S = 60.0
+
+
+def wait_formed(ports: list[int], n: int, stop: Callable[[], bool]) -> bool:
+    """Poll every node's INFO cluster until each has a ring of ``n`` members, all up (the new
+    nodes have gossiped and settled their status). False after ``FORM_TIMEOUT_S``."""
+    from respkv.admin import AdminError, RespConnection, parse_info
+
+    deadline = time.monotonic() + FORM_TIMEOUT_S
+    while time.monotonic() < deadline and not stop():
+        formed = 0
+        for port in ports:
+            try:
+                conn = RespConnection("127.0.0.1", port, 1.0, None)
+                try:
+                    raw = conn.call("INFO", "cluster")
+                finally:
+                    conn.close()
+                info = parse_info(raw.decode() if isinstance(raw, bytes) else str(raw))
+                c = info.get("cluster", {})
+                formed += c.get("ring_nodes") == n and c.get("up_nodes") == n
+            except (AdminError, OSError):
+                pass
+        if formed == len(ports):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def ensure_secret(root: str) -> str:
     path = os.path.join(root, "cluster.secret")
     if not os.path.exists(path):
@@ -103,7 +133,12 @@ def cmd_cluster_up(ns: argparse.Namespace) -> int:
         print(f"node{i + 1}: pid {proc.pid}  redis://127.0.0.1:{ns.base_port + i}  "
               f"(peer 127.0.0.1:{ns.base_port + i + PEER_OFFSET}, log {root}/node{i + 1}.log)")
         print("  " + " ".join(cmd[1:]).replace(sys.executable, "python"), flush=True)
-    print(f"cluster of {ns.n} up; Ctrl-C stops every node", flush=True)
+    formed = wait_formed([ns.base_port + i for i in range(ns.n)], ns.n, lambda: stopping)
+    if formed:
+        print(f"cluster of {ns.n} up; Ctrl-C stops every node", flush=True)
+    else:
+        print(f"cluster of {ns.n} started but not formed within {FORM_TIMEOUT_S:.0f} s (see the "
+              "logs); Ctrl-C stops every node", flush=True)
     reported: set[int] = set()
     try:
         while not stopping:

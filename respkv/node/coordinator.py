@@ -34,9 +34,10 @@ address they announce). A peer is up while its link is connected.
 from __future__ import annotations
 
 import logging
+import os
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
@@ -55,13 +56,21 @@ from respkv.cluster.quorum import (
     plan_read,
     plan_write,
 )
-from respkv.cluster.ring import NodeInfo, Ring, natural_replicas, preference_list
+from respkv.cluster.membership import Membership, NodeStatus, new_node_state, ring_of
+from respkv.cluster.ring import (
+    NodeInfo,
+    Ring,
+    effective_replicas_per_dc,
+    natural_replicas,
+    preference_list,
+)
 from respkv.cluster.versions import EMPTY, SiblingSet, VersionVector
 from respkv.commands import cluster_cmds
 from respkv.commands import errors as E
 from respkv.commands.core import Client, CommandSpec, execute
 from respkv.commands.errors import CommandError
 from respkv.config import Config, ConfigError
+from respkv.node.gossip import STATE_FILE, Gossiper, load_state, save_state
 from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
 from respkv.node.replica import LocalReplica
 from respkv.protocol.resp import ErrorReply
@@ -112,6 +121,7 @@ class ClusterSettings:
     secret: bytes
     peer_port: int
     n_by_prefix: list[tuple[bytes, int]] = field(default_factory=list)  # longest prefix first
+    replicas_per_dc: dict[str, int] | None = None  # placement per datacenter (dc1:3,dc2:2)
 
     def n_for(self, key: bytes) -> int:
         for prefix, n in self.n_by_prefix:
@@ -164,13 +174,30 @@ def cluster_settings(config: Config) -> ClusterSettings:
     ):
         raise ConfigError("'n_replicas_by_prefix' must map key prefixes to integers >= 1")
     by_prefix = sorted(((k.encode(), v) for k, v in table.items()), key=lambda kv: -len(kv[0]))
+    per_dc = parse_replicas_per_dc(config.replicas_per_dc)
     peer_port = config.peer_port or (config.port + PEER_PORT_OFFSET if config.port else 0)
     return ClusterSettings(
         node_id=config.node_id, dc=config.dc, n=config.n_replicas, read_level=levels[0],
         write_level=levels[1], timeout_ms=config.request_timeout_ms,
         seeds=parse_seeds(config.seeds), secret=secret, peer_port=peer_port,
-        n_by_prefix=by_prefix,
+        n_by_prefix=by_prefix, replicas_per_dc=per_dc,
     )
+
+
+def parse_replicas_per_dc(text: str) -> dict[str, int] | None:
+    """'dc1:3,dc2:2' -> {'dc1': 3, 'dc2': 2}; '' -> None (N over the whole ring)."""
+    if not text.strip():
+        return None
+    out: dict[str, int] = {}
+    for item in text.replace(" ", ",").split(","):
+        if not item:
+            continue
+        dc, sep, count = item.partition(":")
+        if not sep or not dc or not count.isdigit() or int(count) < 1 or dc in out:
+            raise ConfigError(f"'replicas_per_dc': expected DC:COUNT,... with counts >= 1 and "
+                              f"each datacenter once, got {item!r}")
+        out[dc] = int(count)
+    return out
 
 
 # -- argument rewriting ---------------------------------------------------------------------------
@@ -351,8 +378,35 @@ class Cluster:
         self.node_id = s.node_id
         self.dc = s.dc
         self.replica = LocalReplica(node.engine, s.node_id, node.clock_ms)
-        self.known: dict[str, str] = {s.node_id: s.dc}  # node id -> dc
-        self.ring = self._build_ring()
+        # Membership (gossiped; respkv/node/gossip.py) and the views derived from it: ``ring``
+        # (NORMAL and LEAVING members), ``pending_ring`` (the ring once JOINING members are in
+        # and LEAVING ones out; None when equal): writes also go to a key's pending replicas.
+        self.state_dir = node.config.dir
+        self.persist_state = node.config.engine != "memory"
+        saved = load_state(self.state_dir) if self.persist_state else None
+        if saved is not None and saved.get("node_id", s.node_id) != s.node_id:
+            raise ConfigError(f"'node_id': the data in {self.state_dir} belongs to node "
+                              f"{saved['node_id']!r}, not {s.node_id!r}")
+        if saved is not None and saved["status"] == NodeStatus.LEFT.value:
+            raise ConfigError(f"node {s.node_id!r} was decommissioned; remove "
+                              f"{os.path.join(self.state_dir, STATE_FILE)} and its data to "
+                              "start it as a new member")
+        self.restarted = saved is not None
+        generation = max(node.clock_ms() // 1000, (saved["generation"] + 1) if saved else 0)
+        # A member that was NORMAL (or was leaving when it stopped) comes back NORMAL; a new
+        # node starts JOINING and becomes NORMAL alone or after bootstrapping (Cluster.run).
+        status = NodeStatus.NORMAL if saved is not None else NodeStatus.JOINING
+        own = new_node_state(s.node_id, generation, "", s.dc, node.config.rack, status=status)
+        self.gossip = Gossiper(
+            own, node.config.gossip_interval_ms, node.config.phi_threshold,
+            lambda: node.perf_ns() / 1e6, node.rng, self.call, self._link_connected,
+            self._linked, self._on_membership)
+        self.ring: Ring = Ring.build(())
+        # Set by the streaming service: pulls this node's future ranges while it is JOINING.
+        self.bootstrap: Callable[[], Any] | None = None
+        self.pending_ring: Ring | None = None
+        self._derive_rings(self.gossip.membership)
+        self._persist_own()
         self.links: dict[str, PeerLink] = {}  # node id -> its link (once identified)
         self._all_links: list[PeerLink] = []
         self._nursery: trio.Nursery | None = None
@@ -369,28 +423,75 @@ class Cluster:
         # Services callable by peers with ``C`` (wire.md, "Service calls"): name -> handler
         # taking the ServiceCall and returning (ok, payload); synchronous and bounded.
         self.services: dict[bytes, Callable[[wire.ServiceCall], tuple[bool, bytes]]] = {}
+        self.services[b"gossip"] = lambda call: self.gossip.handle(call.args)
+        # Told (old, new) of every membership change, after the rings were rebuilt.
+        self.ring_listeners: list[Callable[[Membership, Membership], None]] = []
         node.state.cluster = self
         cluster_cmds.register()
         node.state.info_providers["cluster"] = self.info
 
-    # -- membership (static) --
-    def _build_ring(self) -> Ring:
-        return Ring.build(NodeInfo.make(nid, dc) for nid, dc in sorted(self.known.items()))
+    # -- membership (gossiped) --
+    def _link_connected(self, node_id: str) -> bool:
+        link = self.links.get(node_id)
+        return link is not None and link.connected
 
-    def _learn(self, node_id: str, dc: str) -> None:
-        if self.known.get(node_id) != dc:
-            self.known[node_id] = dc or "dc1"
-            self.ring = self._build_ring()
-            log.info("event=ring_changed nodes=%d added=%s", len(self.known), node_id)
+    def _linked(self) -> list[str]:
+        return [nid for nid, link in self.links.items() if link.connected]
+
+    def _derive_rings(self, m: Membership) -> None:
+        ring = ring_of(m)
+        future = Ring.build(
+            NodeInfo(r.node_id, r.dc, r.rack, r.weight, r.tokens()) for r in m.rows()
+            if r.status in (NodeStatus.NORMAL, NodeStatus.JOINING))
+        if ring != self.ring:
+            log.info("event=ring_changed nodes=%d members=%s", len(ring), ",".join(
+                sorted(ring.nodes)))
+        self.ring = ring
+        self.pending_ring = None if future == ring else future
+
+    def _on_membership(self, old: Membership, new: Membership) -> None:
+        self._derive_rings(new)
+        for row in new.rows():
+            if row.node_id == self.node_id or not row.address:
+                continue
+            if row.status is NodeStatus.LEFT:
+                continue
+            prev = old.get(row.node_id)
+            link = self.links.get(row.node_id)
+            if (prev is None or prev.address != row.address or link is None) and \
+                    self._nursery is not None:
+                host, _, port = row.address.rpartition(":")
+                if port.isdigit():
+                    self._add_link(host, int(port))
+        own_old, own_new = old.get(self.node_id), new[self.node_id]
+        if own_old is None or own_old.status is not own_new.status:
+            self._persist_own()
+        for listener in self.ring_listeners:
+            listener(old, new)
+
+    def _persist_own(self) -> None:
+        if not self.persist_state:
+            return
+        own = self.gossip.own
+        try:
+            save_state(self.state_dir, {"node_id": self.node_id, "generation": own.generation,
+                                        "status": own.status.value})
+        except OSError as e:
+            log.error("event=cluster_state_write_failed error=%r", str(e))
+
+    @property
+    def membership(self) -> Membership:
+        return self.gossip.membership
 
     def up_nodes(self) -> set[str]:
-        up = {self.node_id}
-        for nid, link in self.links.items():
-            if link.connected:
-                up.add(nid)
-        return up
+        is_up = self.gossip.is_up
+        return {nid for nid in self.gossip.membership if is_up(nid)}
 
     def effective_n(self, key: bytes | None = None) -> int:
+        per_dc = self.settings.replicas_per_dc
+        if per_dc is not None:
+            return sum(effective_replicas_per_dc(self.ring, per_dc).values()) if len(
+                self.ring) else 0
         n = self.settings.n if key is None else self.settings.n_for(key)
         return min(n, len(self.ring))
 
@@ -412,7 +513,34 @@ class Cluster:
                 self._add_link(host, port)
             log.info("event=cluster_ready node=%s dc=%s peer_port=%d seeds=%d", self.node_id,
                      self.dc, self.peer_port, len(self.settings.seeds))
+            # Announce the peer address in our row, then settle this node's status.
+            self.gossip._adopt(self.gossip.membership.with_row(replace(
+                self.gossip.own, address=advertise, version=self.gossip.own.version + 1)))
+            await nursery.start(self.gossip.run)
             task_status.started(self.peer_port)
+            if self.gossip.own.status is NodeStatus.JOINING:
+                await self._settle_new_member()
+
+    async def _settle_new_member(self) -> None:
+        """A new node: alone (no seeds, or no NORMAL member heard of) it founds the ring;
+        otherwise it bootstraps -- it announces JOINING, waits for the announcement to spread
+        (writes then reach it as a pending replica), pulls its future ranges from their current
+        replicas, and turns NORMAL (Cassandra's bootstrap, Dynamo §4.9)."""
+        g = self.gossip
+        interval = self.config.gossip_interval_ms / 1000
+        if self.settings.seeds:
+            with trio.move_on_after(max(10 * interval, 2.0)):
+                await g.first_exchange.wait()
+            await trio.sleep(2 * interval)  # one more round: hear of the other members
+        others = [r for r in g.membership.rows()
+                  if r.node_id != self.node_id and r.status is NodeStatus.NORMAL]
+        if others and self.bootstrap is not None:
+            log.info("event=bootstrap_start node=%s members=%d", self.node_id, len(others))
+            await trio.sleep(3 * interval)  # RING_DELAY: every coordinator sees us JOINING
+            await self.bootstrap()
+            log.info("event=bootstrap_done node=%s", self.node_id)
+        g.set_status(NodeStatus.NORMAL)
+        log.info("event=member_normal node=%s ring_nodes=%d", self.node_id, len(self.ring))
 
     async def _durable(self, seq_before: int) -> None:
         await self.node._durable(seq_before)
@@ -428,13 +556,11 @@ class Cluster:
 
     def _on_identified(self, link: PeerLink) -> None:
         assert link.peer_id is not None
-        self._learn(link.peer_id, link.peer_dc)
         current = self.links.get(link.peer_id)
         if current is None or not current.connected:
             self.links[link.peer_id] = link
 
     def _on_inbound_peer(self, node_id: str, dc: str, addr: str) -> None:
-        self._learn(node_id, dc)
         if node_id not in self.links and addr and self._nursery is not None:
             host, _, port = addr.rpartition(":")
             if port.isdigit():
@@ -558,11 +684,14 @@ class Cluster:
 
     def _plans(self, keys: Any, level: Level, write: bool) -> list[ReplicaPlan] | ErrorReply:
         ring = self.ring
+        if not len(ring):
+            return CommandError(E.NOREPLICAS_UP % (1, 0))
         up = self.up_nodes()
         plans = []
         make = plan_write if write else plan_read
+        per_dc = self.settings.replicas_per_dc
         for key in keys:
-            pref = preference_list(ring, key, self.settings.n_for(key), up)
+            pref = preference_list(ring, key, self.settings.n_for(key), up, per_dc)
             p = make(pref, level, self.node_id, self.dc, sloppy=False)
             if p.unavailable is not None:
                 return CommandError(E.NOREPLICAS_UP % (p.unavailable.needed, p.unavailable.have))
@@ -803,6 +932,13 @@ class Cluster:
             "write_consistency": format_level(s.write_level),
             "request_timeout_ms": s.timeout_ms,
         }
+        out.update(self.gossip.statistics())
+        for row in sorted(self.membership.rows(), key=lambda r: r.node_id):
+            if row.node_id == self.node_id:
+                continue
+            out[f"member_{row.node_id}"] = (
+                f"status={row.status.value},state={'up' if self.gossip.is_up(row.node_id) else 'down'},"
+                f"phi={self.gossip.phi(row.node_id):.2f},dc={row.dc},address={row.address}")
         for link in self._all_links:
             st = link.statistics()
             name = st["node"] or st["address"]
@@ -822,7 +958,8 @@ class Cluster:
 
 def natural_nodes(cluster: Cluster, key: bytes) -> tuple[str, ...]:
     """The natural replicas of ``key`` (for tests and tools)."""
-    return natural_replicas(cluster.ring, key, cluster.settings.n_for(key))
+    return natural_replicas(cluster.ring, key, cluster.settings.n_for(key),
+                            cluster.settings.replicas_per_dc)
 
 
 __all__ = ["Cluster", "ClusterSettings", "ClusterView", "ConsistencyLevel", "cluster_settings",

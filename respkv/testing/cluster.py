@@ -61,7 +61,8 @@ class LocalCluster:
             if j != i:
                 seeds += ["--seed", f"127.0.0.1:{p + 10000}"]
         return ["--node-id", f"n{i}", "--cluster-secret-file", self.secret_file,
-                "--request-timeout-ms", "1000", *seeds, *self.extra, *self.per_node.get(i, [])]
+                "--request-timeout-ms", "1000", "--gossip-interval-ms", "100", *seeds,
+                *self.extra, *self.per_node.get(i, [])]
 
     def start(self, i: int) -> ServerProcess:
         data_dir = os.path.join(self.root, f"n{i}")

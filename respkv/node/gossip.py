@@ -1,0 +1,237 @@
+"""Gossip membership and phi-accrual failure detection over the peer dialect.
+
+The pure pieces are :mod:`respkv.cluster.membership` (rows, merge, SYN/ACK/ACK2) and
+:mod:`respkv.cluster.failure` (phi accrual); this module is their one owner task on a node.
+
+* Every ``gossip_interval_ms`` (jittered by the node's random source) the node bumps its own
+  heartbeat and runs one SYN/ACK/ACK2 exchange with one random peer: a known member, or a peer
+  whose link is connected (seeds before their row is known). The exchange is two service calls
+  ``gossip`` (docs/formats/wire.md, "Service gossip"): ``SYN`` answered by ``ACK``, then ``ACK2``.
+* Whenever a merge makes another node's row newer, that node's phi detector gets a heartbeat
+  at the local clock: liveness evidence is a node's *own* heartbeat counter advancing, however
+  it travelled (Cassandra's Gossiper; van Renesse et al. 1998). Liveness is never gossiped.
+* A peer is **up** when its link is connected and its phi is below ``phi_threshold`` (a peer
+  that is connected but whose heartbeat stopped -- a paused process -- is down). A connected
+  peer not heard from by gossip yet counts as up (its handshake just proved it alive).
+* Each new membership is handed to ``on_change(old, new)`` (the cluster rebuilds its ring and
+  dials addresses it did not know).
+
+The node's own row: ``generation`` is persisted in ``<dir>/cluster_state`` and grows across
+restarts (so the new row wins over the gossiped old one); ``status`` follows
+NORMAL/JOINING/LEAVING/LEFT as the node's topology work (respkv/node/topology.py) sets it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import trio
+
+from respkv.cluster import membership as M
+from respkv.cluster.failure import PhiAccrualDetector
+from respkv.cluster.membership import Membership, NodeState, NodeStatus
+
+log = logging.getLogger("respkv.gossip")
+
+STATE_FILE = "cluster_state"
+
+
+class StateFileError(Exception):
+    pass
+
+
+def load_state(data_dir: str) -> dict[str, Any] | None:
+    """This node's persisted row facts (``generation``, ``status``, ``node_id``), or None."""
+    path = os.path.join(data_dir, STATE_FILE)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        state = json.loads(raw)
+        if not isinstance(state.get("generation"), int) or state.get("status") not in {
+                s.value for s in NodeStatus}:
+            raise ValueError("missing generation or status")
+        return state
+    except ValueError as e:
+        raise StateFileError(f"{path} is corrupt ({e}); move it away to start this node as "
+                             "a new member") from None
+
+
+def save_state(data_dir: str, state: dict[str, Any]) -> None:
+    """Atomically replace ``<dir>/cluster_state`` (write, fsync, rename, fsync the folder)."""
+    os.makedirs(data_dir, exist_ok=True)
+    path = os.path.join(data_dir, STATE_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(state, sort_keys=True).encode())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Gossiper:
+    """The membership owner of one node. ``call(node, service, args, timeout)`` sends a service
+    call; ``connected(node)`` says whether the node's link is up; ``linked()`` lists nodes with a
+    connected link; ``clock_ms`` and ``rng`` are the node's."""
+
+    def __init__(
+        self,
+        own: NodeState,
+        interval_ms: int,
+        threshold: float,
+        clock_ms: Callable[[], int],
+        rng: Any,
+        call: Callable[..., Any],
+        connected: Callable[[str], bool],
+        linked: Callable[[], list[str]],
+        on_change: Callable[[Membership, Membership], None],
+    ) -> None:
+        self.node_id = own.node_id
+        self.membership = Membership([own])
+        self.interval_ms = interval_ms
+        self.threshold = threshold
+        self.clock_ms = clock_ms
+        self.rng = rng
+        self._call = call
+        self._connected = connected
+        self._linked = linked
+        self._on_change = on_change
+        self.detectors: dict[str, PhiAccrualDetector] = {}
+        self.rounds = 0
+        self.exchanges_failed = 0
+        self.exchanged_with: set[str] = set()  # peers a full exchange succeeded with
+        self.first_exchange = trio.Event()
+        self._was_up: dict[str, bool] = {}
+
+    # -- the own row --
+    @property
+    def own(self) -> NodeState:
+        return self.membership[self.node_id]
+
+    def set_status(self, status: NodeStatus) -> None:
+        self._adopt(M.set_status(self.membership, self.node_id, status))
+
+    # -- liveness --
+    def _detector(self, node_id: str) -> PhiAccrualDetector:
+        d = self.detectors.get(node_id)
+        if d is None:
+            iv = float(self.interval_ms)
+            d = PhiAccrualDetector(min_std_dev_ms=max(iv / 4, 1.0), acceptable_pause_ms=iv,
+                                   first_heartbeat_estimate_ms=iv, threshold=self.threshold)
+            self.detectors[node_id] = d
+        return d
+
+    def phi(self, node_id: str) -> float:
+        d = self.detectors.get(node_id)
+        return d.phi(self.clock_ms()) if d is not None and d.is_monitoring else 0.0
+
+    def is_up(self, node_id: str) -> bool:
+        if node_id == self.node_id:
+            return True
+        if not self._connected(node_id):
+            return False
+        d = self.detectors.get(node_id)
+        if d is None or not d.is_monitoring:
+            return True
+        return d.is_available(self.clock_ms(), self.threshold)
+
+    def check_transitions(self) -> None:
+        """Log up/down transitions (once per change)."""
+        for node_id in self.membership:
+            if node_id == self.node_id:
+                continue
+            up = self.is_up(node_id)
+            if self._was_up.get(node_id) != up:
+                if node_id in self._was_up or not up:
+                    log.info("event=peer_%s node=%s phi=%.2f", "up" if up else "down", node_id,
+                             self.phi(node_id))
+                self._was_up[node_id] = up
+
+    # -- merging --
+    def _adopt(self, new: Membership) -> None:
+        old = self.membership
+        if new == old:
+            return
+        now = self.clock_ms()
+        for node_id in M.advanced(old, new):
+            if node_id != self.node_id:
+                self._detector(node_id).heartbeat(now)
+        own_new = new.get(self.node_id)
+        if own_new is not None and own_new != old.get(self.node_id) and own_new.newer_than(
+                old[self.node_id]) and own_new.generation != old[self.node_id].generation:
+            # Someone gossiped a row of ours we did not write (an older incarnation with a higher
+            # generation, after a clock jump): keep ours, bumped past it.
+            mine = old[self.node_id]
+            new = new.with_row(replace(mine, generation=own_new.generation + 1, version=1))
+        self.membership = new
+        self._on_change(old, new)
+
+    # -- the service (replica side of an exchange) --
+    def handle(self, args: tuple[bytes, ...]) -> tuple[bool, bytes]:
+        if len(args) != 1:
+            return False, b"gossip takes one argument"
+        try:
+            msg = M.decode_gossip(args[0])
+        except M.InvalidGossipMessageError as e:
+            return False, str(e).encode()
+        if isinstance(msg, M.GossipSyn):
+            ack = M.handle_syn(self.membership, self.node_id, msg)
+            return True, M.encode_gossip(ack)
+        if isinstance(msg, M.GossipAck2):
+            self._adopt(M.handle_ack2(self.membership, msg))
+            return True, b""
+        return False, b"unexpected gossip message"
+
+    # -- the owner task --
+    def choose_peer(self) -> str | None:
+        linked = [n for n in self._linked() if n != self.node_id]
+        return M.choose_gossip_peer(self.membership, self.node_id, self.rng, extra=linked)
+
+    async def exchange(self, peer: str) -> bool:
+        timeout = max(self.interval_ms / 1000, 0.2)
+        try:
+            payload = await self._call(peer, b"gossip",
+                                       (M.encode_gossip(M.make_syn(self.membership,
+                                                                   self.node_id)),), timeout)
+            ack = M.decode_gossip(payload)
+            if not isinstance(ack, M.GossipAck):
+                raise M.InvalidGossipMessageError("expected ACK")
+            merged, ack2 = M.handle_ack(self.membership, self.node_id, ack)
+            self._adopt(merged)
+            await self._call(peer, b"gossip", (M.encode_gossip(ack2),), timeout)
+        except Exception as e:  # an unreachable or misbehaving peer: try another next round
+            self.exchanges_failed += 1
+            log.debug("event=gossip_failed peer=%s error=%r", peer, str(e))
+            return False
+        self.exchanged_with.add(peer)
+        self.first_exchange.set()
+        return True
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            jitter = 0.75 + self.rng.random() / 2  # desynchronise nodes started together
+            await trio.sleep(self.interval_ms * jitter / 1000)
+            self.rounds += 1
+            self._adopt(M.heartbeat(self.membership, self.node_id))
+            peer = self.choose_peer()
+            if peer is not None:
+                await self.exchange(peer)
+            self.check_transitions()
+
+    def statistics(self) -> dict[str, Any]:
+        return {"gossip_rounds": self.rounds, "gossip_exchanges_failed": self.exchanges_failed,
+                "gossip_members": len(self.membership),
+                "gossip_generation": self.own.generation, "node_status": self.own.status.value}
