@@ -101,6 +101,8 @@ NOREPLICAS_WRITE = (
     "NOREPLICAS Not enough replicas: needed %d, answered %d "
     "(the write may still be applied on some replicas)"
 )
+HINT_FAILED = ("NOREPLICAS a hint for a down replica could not be made durable: %s "
+               "(the write may still be applied on some replicas)")
 NOREPLICAS_READ = "NOREPLICAS Not enough replicas: needed %d, answered %d"
 NOREPLICAS_UP = "NOREPLICAS Not enough replicas up: needed %d, up %d (nothing was sent)"
 CLUSTER_UNSUPPORTED = "ERR %s is not supported in cluster mode: %s"

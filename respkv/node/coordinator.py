@@ -345,9 +345,10 @@ class _Op:
     """Every key of one read or write phase; ``event`` is set once each key's tracker is no
     longer pending."""
 
-    __slots__ = ("keys", "open", "event", "sent")
+    __slots__ = ("keys", "open", "event", "sent", "local_hints")
 
     def __init__(self) -> None:
+        self.local_hints = False  # this node stored a hint for the operation (sync it first)
         self.keys: list[_KeyOp] = []
         self.open = 0
         self.event = trio.Event()
@@ -402,6 +403,8 @@ class Cluster:
             lambda: node.perf_ns() / 1e6, node.rng, self.call, self._link_connected,
             self._linked, self._on_membership)
         self.ring: Ring = Ring.build(())
+        self.rr_stats = {"read_repairs": 0, "read_repair_chance_reads": 0}
+        self.handoff: Any = None  # HintedHandoff when hinted_handoff is on (opened in run)
         # Set by the streaming service: pulls this node's future ranges while it is JOINING.
         self.bootstrap: Callable[[], Any] | None = None
         self.pending_ring: Ring | None = None
@@ -498,6 +501,7 @@ class Cluster:
     # -- lifecycle --
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
+        self._open_handoff()
         listeners, self.peer_port = await self.network.listen(cfg.bind, self.settings.peer_port)
         # Announced so that nodes we dial can dial back; a wildcard bind has no address to
         # announce (such a node must then be in the others' seeds).
@@ -505,7 +509,8 @@ class Cluster:
         self.identity = PeerIdentity(self.node_id, self.dc, self.settings.secret, advertise,
                                      self._nonce)
         self.server = PeerServer(self.identity, self.handle_request, lambda: self.node.engine.last_seq,
-                                 self._durable, self._on_inbound_peer)
+                                 self._durable, self._on_inbound_peer,
+                                 lambda: self.handoff is not None and self.handoff.unsynced > 0)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.server.run, listeners)
@@ -517,6 +522,8 @@ class Cluster:
             self.gossip._adopt(self.gossip.membership.with_row(replace(
                 self.gossip.own, address=advertise, version=self.gossip.own.version + 1)))
             await nursery.start(self.gossip.run)
+            if self.handoff is not None:
+                await nursery.start(self.handoff.run)
             task_status.started(self.peer_port)
             if self.gossip.own.status is NodeStatus.JOINING:
                 await self._settle_new_member()
@@ -544,6 +551,37 @@ class Cluster:
 
     async def _durable(self, seq_before: int) -> None:
         await self.node._durable(seq_before)
+        if self.handoff is not None:
+            await self.handoff.sync_pending()
+
+    # -- hints (respkv/node/handoff.py) --
+    def _open_handoff(self) -> None:
+        if not self.config.hinted_handoff:
+            return
+        from respkv.node.handoff import HintedHandoff, hints_dir
+
+        try:
+            from respkv.storage.hints import HintStore
+        except ImportError:  # the hint store is not built yet: strict quorums
+            log.warning("event=hinted_handoff_unavailable reason='no hint store'")
+            return
+
+        fs = getattr(self.node, "fs", None)
+        if fs is None:
+            from respkv.storage.fs import OSFileSystem
+
+            fs = OSFileSystem()
+        path = hints_dir(self.config.dir)
+        fs.makedirs(path) if hasattr(fs, "makedirs") else os.makedirs(path, exist_ok=True)
+        self.handoff = HintedHandoff(self, HintStore.open(path, fs))
+
+    def _add_hint(self, target: str, db: int, key: bytes, data: bytes) -> None:
+        assert self.handoff is not None
+        self.handoff.add(target, db, key, data)
+
+    async def _sync_hints(self) -> None:
+        assert self.handoff is not None
+        await self.handoff.sync_pending()
 
     def _add_link(self, host: str, port: int) -> None:
         assert self._nursery is not None and self.identity is not None
@@ -690,9 +728,10 @@ class Cluster:
         plans = []
         make = plan_write if write else plan_read
         per_dc = self.settings.replicas_per_dc
+        sloppy = self.handoff is not None
         for key in keys:
             pref = preference_list(ring, key, self.settings.n_for(key), up, per_dc)
-            p = make(pref, level, self.node_id, self.dc, sloppy=False)
+            p = make(pref, level, self.node_id, self.dc, sloppy=write and sloppy)
             if p.unavailable is not None:
                 return CommandError(E.NOREPLICAS_UP % (p.unavailable.needed, p.unavailable.have))
             plans.append(p)
@@ -737,14 +776,19 @@ class Cluster:
         if isinstance(plans, ErrorReply):
             return plans
         op = _Op()
+        chance = self.config.read_repair_chance
         for key, p in zip(keys, plans, strict=True):
             k = _KeyOp(key, QuorumTracker(p))
             op.add(k)
             remote = [node for node in p.contacts if node != self.node_id]
             if p.local_replica is not None:
                 k.tracker.ok(self.node_id, self.replica.read(db, key))
-            if p.required_per_dc:
-                ask = len(remote)  # per-datacenter levels: ask everyone
+            if p.required_per_dc or (chance and self.node.rng.random() < chance):
+                # per-datacenter levels, or a probabilistic read repair (read_repair_chance):
+                # ask every replica; those that lag are repaired once all have answered
+                ask = len(remote)
+                if not p.required_per_dc:
+                    self.rr_stats["read_repair_chance_reads"] += 1
             else:
                 ask = max(0, p.required - (1 if p.local_replica is not None else 0))
             k.spares = remote[ask:][::-1]  # popped from the end: preference order
@@ -756,10 +800,55 @@ class Cluster:
             f = failed.tracker.failure()
             assert f is not None
             return CommandError(E.NOREPLICAS_READ % (f.needed, f.got))
+        mode = self.config.read_repair
+        blocking: list[tuple[str, bytes, bytes]] = []  # (node, key, merged set)
         for k in op.keys:
             out[k.key] = k.tracker.merged()
-            self._maybe_repair(k, db)
+            if mode == "blocking" and k.outstanding:
+                # Repair those that answered stale before replying (monotonic quorum reads);
+                # the replicas still out are repaired in the background when they answer.
+                rr = k.tracker.read_repair()
+                if rr is not None:
+                    data = V.encode_sibling_set(rr.merged)
+                    for node in rr.stale:
+                        blocking.append((node, k.key, data))
+            elif mode == "blocking":
+                rr = k.tracker.read_repair()
+                k.repaired = True
+                if rr is not None:
+                    data = V.encode_sibling_set(rr.merged)
+                    for node in rr.stale:
+                        blocking.append((node, k.key, data))
+            elif mode == "background":
+                self._maybe_repair(k, db)
+        if blocking:
+            await self._repair_blocking(db, blocking)
         return None
+
+    async def _repair_blocking(self, db: int, repairs: list[tuple[str, bytes, bytes]]) -> None:
+        """Write each merged set to its stale replica and wait for the acks (or the deadline;
+        a failed repair does not fail the read, which already has its quorum)."""
+        done = trio.Event()
+        waiting = [0]
+        timeout_ms = int(self.timeout_s * 1000)
+
+        def callback(_reply: wire.Reply | None) -> None:
+            waiting[0] -= 1
+            if waiting[0] == 0:
+                done.set()
+
+        for node, key, data in repairs:
+            self.rr_stats["read_repairs"] += 1
+            if node == self.node_id:
+                self.replica.apply_raw(db, key, data)
+                continue
+            link = self.links.get(node)
+            if link is not None and link.send(lambda rid, key=key, data=data: wire.encode_request(
+                    wire.ReplicaWrite(rid, self.node_id, timeout_ms, db, key, data)), callback):
+                waiting[0] += 1
+        if waiting[0]:
+            with trio.move_on_after(self.timeout_s):
+                await done.wait()
 
     def _read_from(self, op: _Op, k: _KeyOp, node: str, db: int) -> None:
         key = k.key
@@ -820,11 +909,14 @@ class Cluster:
         if k.repaired or k.outstanding or k.tracker.outcome() is not Outcome.SUCCEEDED:
             return
         k.repaired = True
+        if self.config.read_repair == "none":
+            return
         rr = k.tracker.read_repair()
         if rr is None:
             return
         data = V.encode_sibling_set(rr.merged)
         for node in rr.stale:
+            self.rr_stats["read_repairs"] += 1
             if node == self.node_id:
                 self.replica.apply(db, k.key, rr.merged)
                 continue
@@ -844,6 +936,7 @@ class Cluster:
             return plans
         op = _Op()
         timeout_ms = int(self.timeout_s * 1000)
+        pending = self.pending_ring
         for key, p in zip(keys, plans, strict=True):
             value, expire = mutations[key]
             seen = read_sets.get(key) if read_sets is not None else None
@@ -852,39 +945,93 @@ class Cluster:
                 context = V.join(seen)
             k = _KeyOp(key, QuorumTracker(p))
             op.add(k)
-            if p.local_replica is not None:
+            hints = p.hints
+            extra = self._pending_targets(pending, key, p) if pending is not None else ()
+            if p.local_replica is not None and self.node_id not in hints:
                 _, data = self.replica.coordinate(db, key, value, expire, context, seen)
                 k.tracker.ok(self.node_id)
-                self._replicate(op, k, p.contacts[1:], db, key, data, timeout_ms)
+                self._replicate(op, k, p.contacts[1:], db, key, data, timeout_ms, hints, extra)
             else:
-                self._forward(op, k, p, db, key, value, expire, context, timeout_ms)
+                first = next((c for c in p.contacts if c not in hints), None)
+                if first is not None:
+                    self._forward(op, k, p, first, db, key, value, expire, context, timeout_ms,
+                                  extra)
+                else:
+                    # Every natural replica is down: the dot is made here and every copy is a
+                    # hint (Dynamo §4.6); the replicas get it by hinted handoff.
+                    base = seen if seen is not None else EMPTY
+                    now = self.node.clock_ms()
+                    new = (V.overwrite(base, self.node_id, value, timestamp_ms=now,
+                                       expire_at_ms=expire) if context is None else
+                           V.update(base, context, self.node_id, value, timestamp_ms=now,
+                                    expire_at_ms=expire))
+                    self._replicate(op, k, p.contacts, db, key, V.encode_sibling_set(new),
+                                    timeout_ms, hints, extra)
             op.check(k)
         failed = await self._wait(op, "write", level)
+        if op.local_hints:  # hints this node took count toward W once durable: before the reply
+            try:
+                await self._sync_hints()
+            except OSError as e:
+                log.error("event=hint_sync_failed error=%r", str(e))
+                return CommandError(E.HINT_FAILED % (e.strerror or e))
         if failed is not None:
             f = failed.tracker.failure()
             assert f is not None
             return CommandError(E.NOREPLICAS_WRITE % (f.needed, f.got))
         return None
 
-    def _replicate(self, op: _Op, k: _KeyOp, nodes: Any, db: int, key: bytes, data: bytes,
-                   timeout_ms: int) -> None:
-        for node in nodes:
-            self._send(op, k, node, lambda rid: wire.encode_request(
-                wire.ReplicaWrite(rid, self.node_id, timeout_ms, db, key, data)),
-                read=False, db=db)
+    def _pending_targets(self, pending: Ring, key: bytes, p: ReplicaPlan) -> tuple[str, ...]:
+        """Replicas ``key`` will have once the JOINING/LEAVING members settle, that the plan
+        does not write: they get the write too (not counted toward W), so nothing acknowledged
+        during a range move is missing from the new owners (Cassandra's pending ranges)."""
+        future = natural_replicas(pending, key, self.settings.n_for(key),
+                                  self.settings.replicas_per_dc)
+        return tuple(n for n in future if n not in p.contacts)
 
-    def _forward(self, op: _Op, k: _KeyOp, p: ReplicaPlan, db: int, key: bytes,
+    def _replicate(self, op: _Op, k: _KeyOp, nodes: Any, db: int, key: bytes, data: bytes,
+                   timeout_ms: int, hints: Any = None, extra: tuple[str, ...] = ()) -> None:
+        """Send the coordinated set ``data`` to ``nodes``: ``RW`` to replicas, a ``hint`` call
+        to fallbacks (``hints``: fallback -> the down replica it stands in for), untracked
+        ``RW`` to ``extra`` (pending replicas)."""
+        for node in nodes:
+            target = hints.get(node) if hints else None
+            if target is None:
+                self._send(op, k, node, lambda rid: wire.encode_request(
+                    wire.ReplicaWrite(rid, self.node_id, timeout_ms, db, key, data)),
+                    read=False, db=db)
+            elif node == self.node_id:
+                self._add_hint(target, db, key, data)
+                op.local_hints = True
+                k.tracker.ok(node)
+            else:
+                args = (target.encode(), b"%d" % db, key, data)
+                self._send(op, k, node, lambda rid, args=args: wire.encode_request(
+                    wire.ServiceCall(rid, self.node_id, timeout_ms, b"hint", args)),
+                    read=False, db=db)
+        for node in extra:
+            if node == self.node_id:
+                self.replica.apply_raw(db, key, data)
+                continue
+            link = self.links.get(node)
+            if link is not None:
+                link.send(lambda rid: wire.encode_request(
+                    wire.ReplicaWrite(rid, self.node_id, timeout_ms, db, key, data)),
+                    lambda _reply: None)
+
+    def _forward(self, op: _Op, k: _KeyOp, p: ReplicaPlan, first: str, db: int, key: bytes,
                  value: bytes | None, expire: int, context: VersionVector | None,
-                 timeout_ms: int) -> None:
-        """Not a replica of ``key``: the first contact coordinates (CW) and returns the new set,
-        which then goes to the other contacts. If it fails, the write is not made at all."""
-        first, rest = p.contacts[0], p.contacts[1:]
+                 timeout_ms: int, extra: tuple[str, ...] = ()) -> None:
+        """Not a replica of ``key`` (or standing in for one): ``first``, a natural replica,
+        coordinates (CW) and returns the new set, which then goes to the other contacts. If it
+        fails, the write is not made at all."""
+        rest = [c for c in p.contacts if c != first]
         ctx = V.encode_context(context).encode() if context is not None else b""
         ts = self.node.clock_ms()
 
         def coordinated(payload: bytes) -> None:
             k.tracker.ok(first)
-            self._replicate(op, k, rest, db, key, payload, timeout_ms)
+            self._replicate(op, k, rest, db, key, payload, timeout_ms, p.hints, extra)
 
         def build(rid: int) -> bytes:
             return wire.encode_request(wire.CoordinateWrite(
@@ -953,6 +1100,14 @@ class Cluster:
         if self.server is not None:
             out.update(self.server.stats)
         out.update(self.replica.stats)
+        out.update(self.rr_stats)
+        out["read_repair"] = self.config.read_repair
+        out["read_repair_chance"] = self.config.read_repair_chance
+        if self.handoff is not None:
+            out.update(self.handoff.stats)
+            out["hints_pending"] = sum(self.handoff.summary()["pending"].values())
+        else:
+            out["hinted_handoff"] = "off"
         return out
 
 

@@ -108,7 +108,9 @@ class PeerServer:
         last_seq: Callable[[], int],
         durable: Callable[[int], Awaitable[None]],
         on_peer: Callable[[str, str, str], None],
+        dirty: Callable[[], bool] = lambda: False,
     ) -> None:
+        self.dirty = dirty  # True: something besides the engine (hints) awaits durability
         self.identity = identity
         self.handle = handle
         self.last_seq = last_seq
@@ -188,7 +190,7 @@ class PeerServer:
                 ok, payload = handle(req)
                 stats["peer_requests_served"] += 1
                 out += wire.encode_reply(req.req_id, ok, payload)
-            if self.last_seq() != seq_before:
+            if self.last_seq() != seq_before or self.dirty():
                 await self.durable(seq_before)
             if out:
                 await stream.send_all(out)
