@@ -175,9 +175,14 @@ def cluster_settings(config: Config) -> ClusterSettings:
         raise ConfigError("'n_replicas_by_prefix' must map key prefixes to integers >= 1")
     by_prefix = sorted(((k.encode(), v) for k, v in table.items()), key=lambda kv: -len(kv[0]))
     per_dc = parse_replicas_per_dc(config.replicas_per_dc)
+    n = config.n_replicas
+    if per_dc is not None:
+        if by_prefix:
+            raise ConfigError("'n_replicas_by_prefix' cannot be combined with 'replicas_per_dc'")
+        n = sum(per_dc.values())  # N is the sum of the per-datacenter counts
     peer_port = config.peer_port or (config.port + PEER_PORT_OFFSET if config.port else 0)
     return ClusterSettings(
-        node_id=config.node_id, dc=config.dc, n=config.n_replicas, read_level=levels[0],
+        node_id=config.node_id, dc=config.dc, n=n, read_level=levels[0],
         write_level=levels[1], timeout_ms=config.request_timeout_ms,
         seeds=parse_seeds(config.seeds), secret=secret, peer_port=peer_port,
         n_by_prefix=by_prefix, replicas_per_dc=per_dc,

@@ -1,0 +1,40 @@
+"""Multi-datacenter placement on real processes: replicas per datacenter (dc1:3, dc2:2),
+LOCAL_QUORUM and EACH_QUORUM, and a datacenter surviving the loss of the other."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from respkv.testing.cluster import LocalCluster
+
+pytestmark = pytest.mark.slow
+
+
+def test_replicas_per_dc_and_local_quorum_survives_a_lost_datacenter(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    dcs = ["dc1", "dc1", "dc1", "dc2", "dc2"]
+    c: LocalCluster = make_cluster(5, "--replicas-per-dc", "dc1:3,dc2:2", engine="memory",
+                                   per_node={i: ["--dc", dc] for i, dc in enumerate(dcs)})
+    east, west = c.client(0), c.client(3)
+    assert c.info(0)["n_effective"] == 5
+    before = [c.info(i)["replica_writes"] + c.info(i)["coordinated_writes"] for i in range(5)]
+    for i in range(30):
+        assert east.execute_command("SET", f"k{i}", f"v{i}", "W", "EACH_QUORUM")
+    # W ALL needs every one of the 5 replicas: 3 in dc1 and 2 in dc2 -- each key on all nodes.
+    assert east.execute_command("SET", "all", "x", "W", "ALL")
+    wrote = [c.info(i)["replica_writes"] + c.info(i)["coordinated_writes"] - before[i]
+             for i in range(5)]
+    assert all(w >= 31 for w in wrote), wrote  # every node holds every key (5 = 3 + 2)
+    assert west.execute_command("GET", "k7", "R", "LOCAL_QUORUM") == b"v7"
+    for i in (0, 1, 2):
+        c.kill(i)
+    c.wait_converged([3, 4])
+    # dc1 is gone: dc2 serves its local quorum (2 of its 2 replicas) for reads and writes.
+    for i in range(30):
+        assert west.execute_command("GET", f"k{i}", "R", "LOCAL_QUORUM") == f"v{i}".encode()
+    assert west.execute_command("SET", "k1", "new", "W", "LOCAL_QUORUM")
+    assert c.client(4).execute_command("GET", "k1", "R", "LOCAL_QUORUM") == b"new"
+    with pytest.raises(redis.ResponseError, match="NOREPLICAS"):
+        west.execute_command("GET", "k1", "R", "EACH_QUORUM")
+    with pytest.raises(redis.ResponseError, match="NOREPLICAS"):
+        west.execute_command("SET", "k1", "x", "W", "EACH_QUORUM")
