@@ -73,6 +73,7 @@ from respkv.config import Config, ConfigError
 from respkv.node.gossip import STATE_FILE, Gossiper, load_state, save_state
 from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
 from respkv.node.replica import LocalReplica
+from respkv.node.topology import Topology
 from respkv.protocol.resp import ErrorReply
 from respkv.storage.api import Record
 
@@ -408,6 +409,7 @@ class Cluster:
             lambda: node.perf_ns() / 1e6, node.rng, self.call, self._link_connected,
             self._linked, self._on_membership)
         self.ring: Ring = Ring.build(())
+        self.topology = Topology(self)
         self.rr_stats = {"read_repairs": 0, "read_repair_chance_reads": 0}
         self.handoff: Any = None  # HintedHandoff when hinted_handoff is on (opened in run)
         # Set by the streaming service: pulls this node's future ranges while it is JOINING.
@@ -533,14 +535,14 @@ class Cluster:
             if self.gossip.own.status is NodeStatus.JOINING:
                 await self._settle_new_member()
 
-    async def _settle_new_member(self) -> None:
+    async def _settle_new_member(self, seeded: bool = False) -> None:
         """A new node: alone (no seeds, or no NORMAL member heard of) it founds the ring;
         otherwise it bootstraps -- it announces JOINING, waits for the announcement to spread
         (writes then reach it as a pending replica), pulls its future ranges from their current
         replicas, and turns NORMAL (Cassandra's bootstrap, Dynamo §4.9)."""
         g = self.gossip
         interval = self.config.gossip_interval_ms / 1000
-        if self.settings.seeds:
+        if self.settings.seeds or seeded:
             with trio.move_on_after(max(10 * interval, 2.0)):
                 await g.first_exchange.wait()
             await trio.sleep(2 * interval)  # one more round: hear of the other members
@@ -1045,6 +1047,25 @@ class Cluster:
         if not self._send(op, k, first, build, read=False, db=db, on_ok=coordinated):
             for node in rest:  # nobody will make the write: the others cannot ack it
                 k.tracker.error(node, "coordinator unreachable")
+
+    # -- admin (respkv/node/topology.py; the RESPKV command, docs/admin.md) --
+    def admin_status(self) -> dict[str, Any]:
+        return self.topology.status()
+
+    def admin_ring(self) -> list[dict[str, Any]]:
+        return self.topology.ring()
+
+    def admin_hints(self) -> dict[str, Any]:
+        return self.topology.hints()
+
+    def admin_repair(self, action: str = "start") -> dict[str, Any]:
+        return self.topology.repair(action.lower())
+
+    def admin_decommission(self, action: str = "start") -> dict[str, Any]:
+        return self.topology.decommission(action.lower())
+
+    def admin_join(self, seed: str) -> dict[str, Any]:
+        return self.topology.join(seed)
 
     # -- levels, INFO, statistics --
     def statistics(self) -> dict[str, Any]:

@@ -1,0 +1,211 @@
+"""Topology work of one node: the admin views (status, ring, hints) and the long operations
+(repair, decommission, join) that ``respkv admin`` starts and then polls.
+
+Contract with the ``RESPKV`` command (respkv/commands/admin_cmds.py, docs/admin.md): every
+``admin_*`` method is synchronous and returns plain data (dicts, lists, str, int, float); a long
+operation is started in the cluster's nursery and its state is polled:
+
+``{"operation": ..., "state": "idle"|"running"|"done"|"failed", "done": int, "total": int,
+"started_ms": int, "finished_ms": int, "error": str, "result": {...}}``.
+
+Decommission (Cassandra's ``nodetool decommission``): announce LEAVING, wait for the
+announcement to spread (``ring_delay``: coordinators then also write to the new owners), stream
+every range this node replicates to the node that gains it (``ring.transfer_plan`` from the ring
+with this node to the ring without it: only ranges that change owner move), announce LEFT, wait
+for that to spread, and shut the node down. Join: a node started with seeds bootstraps by itself
+(Cluster.run); ``admin_join(seed)`` lets a running lone node that holds no data dial a seed and
+bootstrap into that cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from respkv.cluster.hashing import TOKEN_SPACE
+from respkv.cluster.membership import NodeStatus
+from respkv.cluster.ring import Ring, owned_ranges, transfer_plan
+
+log = logging.getLogger("respkv.topology")
+
+
+class Operation:
+    """One long admin operation's pollable state."""
+
+    def __init__(self, name: str, clock_ms: Callable[[], int]) -> None:
+        self.name = name
+        self.clock_ms = clock_ms
+        self.state = "idle"
+        self.done = 0
+        self.total = 0
+        self.started_ms = 0
+        self.finished_ms = 0
+        self.error = ""
+        self.result: dict[str, Any] = {}
+
+    def progress(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    def view(self) -> dict[str, Any]:
+        return {"operation": self.name, "state": self.state, "done": self.done,
+                "total": self.total, "started_ms": self.started_ms,
+                "finished_ms": self.finished_ms, "error": self.error, "result": self.result}
+
+    async def run(self, work: Callable[[Operation], Awaitable[dict[str, Any]]]) -> None:
+        self.state, self.done, self.total, self.error, self.result = "running", 0, 0, "", {}
+        self.started_ms = self.clock_ms()
+        self.finished_ms = 0
+        try:
+            self.result = await work(self)
+            self.state = "done"
+        except Exception as e:  # reported to the operator, never fatal to the node
+            log.exception("event=%s_failed", self.name)
+            self.state, self.error = "failed", str(e) or repr(e)
+        self.finished_ms = self.clock_ms()
+
+
+def ownership(ring: Ring) -> dict[str, float]:
+    """Each node's share of the token space as primary owner (sums to 1)."""
+    share: dict[str, int] = {n: 0 for n in ring.nodes}
+    toks = ring.tokens
+    for i, owner in enumerate(ring.owners):
+        share[owner] += (toks[i] - toks[i - 1]) % TOKEN_SPACE or TOKEN_SPACE
+    return {n: v / TOKEN_SPACE for n, v in share.items()}
+
+
+class Topology:
+    """Owned by the Cluster; ``cluster.admin_*`` delegate here."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        clock = cluster.node.clock_ms
+        self.repair_op = Operation("repair", clock)
+        self.decommission_op = Operation("decommission", clock)
+        self.join_op = Operation("join", clock)
+
+    @property
+    def ring_delay_s(self) -> float:
+        return 3 * self.cluster.config.gossip_interval_ms / 1000
+
+    # -- views --
+    def status(self) -> dict[str, Any]:
+        c = self.cluster
+        own = c.gossip.own
+        up = c.up_nodes()
+        return {"node_id": c.node_id, "dc": c.dc, "rack": own.rack, "status": own.status.value,
+                "generation": own.generation, "peer_address": own.address,
+                "ring_nodes": len(c.ring), "members": len(c.membership), "up_nodes": len(up),
+                "n_replicas": c.settings.n, "n_effective": c.effective_n(),
+                "read_consistency": str(c.settings.read_level),
+                "write_consistency": str(c.settings.write_level),
+                "hints_pending": self.hints()["total_pending"],
+                "repair": self.repair_op.state, "decommission": self.decommission_op.state}
+
+    def ring(self) -> list[dict[str, Any]]:
+        c = self.cluster
+        ring = c.ring
+        share = ownership(ring) if len(ring) else {}
+        n = c.effective_n()
+        per_dc = c.settings.replicas_per_dc
+        rows = []
+        for row in sorted(c.membership.rows(), key=lambda r: (r.dc, r.node_id)):
+            in_ring = row.node_id in ring.nodes
+            replicated = 0.0
+            if in_ring:
+                replicated = sum(r.width for r in owned_ranges(ring, row.node_id, n, per_dc)
+                                 ) / TOKEN_SPACE
+            rows.append({
+                "node": row.node_id, "dc": row.dc, "rack": row.rack,
+                "status": row.status.value,
+                "state": "up" if c.gossip.is_up(row.node_id) else "down",
+                "phi": round(c.gossip.phi(row.node_id), 2), "address": row.address,
+                "vnodes": row.vnodes, "ownership": round(share.get(row.node_id, 0.0), 4),
+                "replicated": round(replicated, 4), "self": row.node_id == c.node_id,
+            })
+        return rows
+
+    def hints(self) -> dict[str, Any]:
+        h = self.cluster.handoff
+        if h is None:
+            return {"enabled": False, "pending": {}, "total_pending": 0}
+        s = h.summary()
+        return {"enabled": True, **s, "total_pending": sum(s["pending"].values())}
+
+    # -- long operations --
+    def _start(self, op: Operation, work: Callable[[Operation], Awaitable[dict[str, Any]]]
+               ) -> dict[str, Any]:
+        if op.state != "running":
+            nursery = self.cluster._nursery
+            if nursery is None:
+                raise RuntimeError("the cluster is not running")
+            op.state = "running"  # at once, so a second START right after sees it
+            nursery.start_soon(op.run, work)
+        return op.view()
+
+    def repair(self, action: str) -> dict[str, Any]:
+        ae = getattr(self.cluster, "antientropy", None)
+        if action == "status":
+            return self.repair_op.view()
+        if ae is None:
+            raise RuntimeError("anti-entropy is not available on this node")
+
+        async def work(op: Operation) -> dict[str, Any]:
+            return dict(await ae.repair(progress=op.progress))
+
+        return self._start(self.repair_op, work)
+
+    def decommission(self, action: str) -> dict[str, Any]:
+        if action == "status":
+            return self.decommission_op.view()
+        c = self.cluster
+        if c.gossip.own.status is not NodeStatus.NORMAL:
+            raise RuntimeError(f"this node is {c.gossip.own.status.value}, not normal")
+        if len(c.ring) < 2:
+            raise RuntimeError("the only member of the ring cannot leave it")
+        return self._start(self.decommission_op, self._decommission)
+
+    async def _decommission(self, op: Operation) -> dict[str, Any]:
+        c = self.cluster
+        old = c.ring
+        c.gossip.set_status(NodeStatus.LEAVING)
+        log.info("event=decommission_start node=%s", c.node_id)
+        await trio.sleep(self.ring_delay_s)
+        new = c.pending_ring if c.pending_ring is not None else old
+        plan = [t for t in transfer_plan(old, new, c.settings.n, c.settings.replicas_per_dc)
+                if t.from_node == c.node_id or c.node_id in t.sources]
+        # Every range this node replicates that changes owner: sent by us (we hold it).
+        plan = [t for t in plan if t.to_node != c.node_id]
+        stream = getattr(c, "stream_ranges", None)
+        if stream is None:
+            raise RuntimeError("range streaming is not available on this node")
+        figures = dict(await stream(plan, op.progress))
+        c.gossip.set_status(NodeStatus.LEFT)
+        log.info("event=decommission_streamed node=%s transfers=%d", c.node_id, len(plan))
+        await trio.sleep(self.ring_delay_s)  # let LEFT spread before we go
+        figures["transfers"] = len(plan)
+        c.node.request_shutdown()
+        return figures
+
+    def join(self, seed: str) -> dict[str, Any]:
+        c = self.cluster
+        host, _, port = seed.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("expected HOST:PEERPORT")
+        if len(c.membership) > 1:
+            raise RuntimeError("this node is already a member of a cluster")
+        if c.node.engine.last_seq:
+            raise RuntimeError("this node holds data; only an empty node can join a cluster")
+        c._add_link(host, int(port))
+
+        async def work(op: Operation) -> dict[str, Any]:
+            c.gossip.set_status(NodeStatus.JOINING)
+            with trio.fail_after(max(20 * c.config.gossip_interval_ms / 1000, 5.0)):
+                while len(c.membership) < 2:
+                    await trio.sleep(0.05)
+            await c._settle_new_member(seeded=True)
+            return {"members": len(c.membership), "ring_nodes": len(c.ring)}
+
+        return self._start(self.join_op, work)
