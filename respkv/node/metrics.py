@@ -264,6 +264,50 @@ def _coordinator_metrics(o: _Out, cluster: Any) -> None:
         for (kind, level), h in sorted(hists.items()):
             totals = level_stats.get((kind, level))
             o.histogram(name, h, totals[2] if totals else 0, kind=kind, level=level.lower())
+    pbs = getattr(cluster, "pbs", None)
+    if pbs is not None:
+        pbs_metrics(o, pbs, cluster.pbs_levels())
+
+
+PBS_T_MS = (0, 1, 5, 10, 100)
+
+
+def pbs_metrics(o: _Out, estimator: Any, levels: Iterable[Any]) -> None:
+    """Probabilistically bounded staleness (respkv/cluster/pbs.py, docs/cluster.md): per
+    (read, write) level pair the estimated P(consistent read) at t ms after commit and the time
+    to 99.9% visibility; per read level the reads checked by late replies and those that missed
+    a newer version. Estimates are cached by the estimator (recomputed every few hundred
+    samples), so a scrape costs a simulation at most that often."""
+    rows = []
+    for lv in levels:
+        est = estimator.estimate(lv.n, lv.r, lv.w)
+        if est is not None:
+            rows.append((lv, est))
+    labels = lambda lv: {"level": lv.name, "n": str(lv.n), "r": str(lv.r), "w": str(lv.w)}  # noqa: E731
+    name = "respkv_pbs_consistent_read_probability"
+    o.family(name, "gauge", "Estimated probability that a read t ms after a write's commit "
+             "returns it or newer (PBS, WARS model).")
+    for lv, est in rows:
+        for t in PBS_T_MS:
+            o.sample(name, est.p_consistent(t), **labels(lv), t_ms=str(t))
+    name = "respkv_pbs_visibility_seconds"
+    o.family(name, "gauge", "Estimated time after commit until 99.9% of reads see a write.")
+    for lv, est in rows:
+        o.sample(name, est.t_visible() / 1000, **labels(lv))
+    name = "respkv_pbs_latency_samples"
+    o.family(name, "gauge", "WARS latency samples held, by kind (w, a, r, s).")
+    for kind, count in estimator.samples.counts().items():
+        o.sample(name, count, kind=kind)
+    observed = sorted(estimator.observed.items())
+    for idx, (metric, help_) in enumerate((
+            ("respkv_pbs_reads_total", "Reads answered, by read level."),
+            ("respkv_pbs_reads_checked_total", "Reads whose every asked replica replied, some "
+             "after the answer (the reads staleness can be observed on)."),
+            ("respkv_pbs_stale_reads_total", "Checked reads where a late replica held a newer "
+             "version than the one returned."))):
+        o.family(metric, "counter", help_)
+        for level, st in observed:
+            o.sample(metric, st[idx], level=level)
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

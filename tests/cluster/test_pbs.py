@@ -152,3 +152,34 @@ def test_estimator_caches_counts_and_reports() -> None:
     assert parsed["staleness_observed_one"] == {"reads": 4, "checked": 2, "newer_missed": 1,
                                                 "rate": 0.5}
     assert parsed["staleness_samples"]["w"] == 400
+
+
+def test_metrics_exposition() -> None:
+    from respkv.node.metrics import _coordinator_metrics, _Out
+
+    est = PbsEstimator(random.Random(11), trials=300)
+    g = random.Random(12)
+    for _ in range(50):
+        est.record_write_round_trip(g.expovariate(0.1))
+        est.record_read_round_trip(0.2)
+    est.read_answered("one")
+
+    class FakeCluster:
+        level_stats: dict = {}  # type: ignore[type-arg]
+        pbs = est
+
+        def pbs_levels(self) -> list[PbsLevel]:
+            return standard_levels(3, 2, 2)
+
+    o = _Out()
+    _coordinator_metrics(o, FakeCluster())
+    text = "\n".join(o.lines)
+    assert ('respkv_pbs_consistent_read_probability{level="quorum",n="3",r="2",w="2",t_ms="0"} 1.0'
+            in text)
+    assert 'respkv_pbs_visibility_seconds{level="all",n="3",r="3",w="3"} 0.0' in text
+    assert 'respkv_pbs_latency_samples{kind="w"} 50' in text
+    assert 'respkv_pbs_reads_total{level="one"} 1' in text
+    assert 'respkv_pbs_stale_reads_total{level="one"} 0' in text
+    line = next(ln for ln in o.lines if ln.startswith(
+        'respkv_pbs_consistent_read_probability{level="one",n="3",r="1",w="1",t_ms="0"}'))
+    assert 0 < float(line.split()[-1]) < 1
