@@ -26,7 +26,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -85,8 +85,10 @@ class DurabilityError(Exception):
 class GroupCommit:
     """Shares fsyncs among concurrent writers (``appendfsync always``)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine,
+                 sync_worker: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None) -> None:
         self.engine = engine
+        self.sync_worker = sync_worker or trio.to_thread.run_sync
         self.durable_seq = 0
         self.error: str | None = None
         self._need = trio.Event()
@@ -107,7 +109,7 @@ class GroupCommit:
     async def sync_now(self) -> None:
         """One fsync of everything written so far (everysec policy, shutdown)."""
         try:
-            seq = await trio.to_thread.run_sync(self.engine.sync)
+            seq = await self.sync_worker(self.engine.sync)
         except OSError as e:
             self.error = f"{e.strerror or e}"
             log.error("event=fsync_failed error=%r", self.error)
@@ -151,12 +153,19 @@ class Node:
         network: Network = TCP,
         rng: random.Random | None = None,
         nonce: Callable[[int], bytes] = os.urandom,
+        sync_worker: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None,
+        listen: bool = True,
     ) -> None:
         """``clock_ms`` (wall time: expiry, dots' timestamps), ``perf_ns`` (durations),
         ``network`` (peer connections), ``rng`` (every random choice: gossip partners,
         probabilistic read repair, eviction samples) and ``nonce`` (handshake nonces, run id)
         are the node's only sources of time, randomness and peers: the simulation
-        (respkv/sim) passes its own."""
+        (respkv/sim) passes its own. ``sync_worker(fn)`` runs the engine's blocking work
+        (fsync, flush and compaction, close; default: a worker thread); the simulation runs it
+        inline so that nothing happens outside trio's (mock) clock. ``listen=False``: no client
+        listener (the simulation drives ``serve_client`` over memory streams)."""
+        self.sync_worker = sync_worker or trio.to_thread.run_sync
+        self.listen = listen
         self.config = config
         self.clock_ms = clock_ms
         self.perf_ns = perf_ns
@@ -171,7 +180,7 @@ class Node:
         register_info_providers(self)  # pid, OS, RSS, CPU, rates and clock_us for INFO/TIME
         self.latency = CommandLatency(self.state.cmdstats)  # histograms: INFO, /metrics
         self.state.info_providers["latencystats"] = self.latency.latencystats
-        self.commit = GroupCommit(self.engine)
+        self.commit = GroupCommit(self.engine, self.sync_worker)
         self.port: int | None = None
         self._scopes: dict[int, trio.CancelScope] = {}
         self._streams: dict[int, Any] = {}
@@ -190,8 +199,8 @@ class Node:
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until shutdown; ``task_status.started(port)`` once listening."""
-        listen = self._listen_socket()
-        self.port = listen.getsockname()[1]
+        listen = self._listen_socket() if self.listen else None
+        self.port = listen.getsockname()[1] if listen is not None else 0
         tls = None
         try:
             tls = open_tls_listener(self.config)  # None when tls_port is 0; OSError if bad
@@ -203,7 +212,8 @@ class Node:
                 await nursery.start(self._cron_task)
                 if self.cluster is not None:
                     await nursery.start(self.cluster.run)
-                await nursery.start(self._accept_task, listen)
+                if listen is not None:
+                    await nursery.start(self._accept_task, listen)
                 if tls is not None:
                     await nursery.start(self._accept_task, *tls)
                 if self.config.metrics_port:
@@ -213,7 +223,8 @@ class Node:
                 await self._shutdown.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            listen.close()
+            if listen is not None:
+                listen.close()
             if tls is not None:
                 tls[0].close()
             with trio.CancelScope(shield=True):
@@ -221,7 +232,7 @@ class Node:
 
     async def _close_engine(self) -> None:
         try:
-            await trio.to_thread.run_sync(self.engine.close)
+            await self.sync_worker(self.engine.close)
         except Exception:  # a failing disk at shutdown: report, never hang
             log.exception("event=engine_close_failed")
 
@@ -455,7 +466,7 @@ class Node:
         while True:
             if engine.background_work_pending():
                 try:
-                    await trio.to_thread.run_sync(engine.do_background_work)
+                    await self.sync_worker(engine.do_background_work)
                 except Exception:
                     log.exception("event=background_work_failed")
                     await trio.sleep(1.0)
