@@ -570,9 +570,12 @@ DEFAULT_SECTIONS = (
 )
 ALL_SECTIONS = (
     "server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules",
-    "commandstats", "errorstats", "latencystats", "cluster", "keyspace", "respkv",
+    "commandstats", "errorstats", "latencystats", "cluster", "storage", "hints", "repair",
+    "staleness", "keyspace", "respkv",
 )
 """Every section, in the order INFO prints them. "respkv" is only in all/everything."""
+PROVIDED_ONLY = frozenset({"storage", "hints", "repair", "staleness"})
+"""Sections shown only when the node registered a provider for them (cluster-mode ones)."""
 
 _TITLES = {"cpu": "CPU", "modules": "Modules", "respkv": "Respkv"}
 
@@ -837,7 +840,7 @@ def info_text(server: ServerState, sections: Iterable[str]) -> str:
     wanted = set(sections)
     parts = []
     for name in ALL_SECTIONS:
-        if name not in wanted:
+        if name not in wanted or (name in PROVIDED_ONLY and name not in server.info_providers):
             continue
         title = _TITLES.get(name, name.capitalize())
         lines = [f"# {title}"]

@@ -439,6 +439,8 @@ class Cluster:
         node.state.cluster = self
         cluster_cmds.register()
         node.state.info_providers["cluster"] = self.info
+        node.state.info_providers["hints"] = self._hints_info
+        node.state.info_providers["repair"] = self._repair_info
 
     # -- membership (gossiped) --
     def _link_connected(self, node_id: str) -> bool:
@@ -1047,6 +1049,31 @@ class Cluster:
         if not self._send(op, k, first, build, read=False, db=db, on_ok=coordinated):
             for node in rest:  # nobody will make the write: the others cannot ack it
                 k.tracker.error(node, "coordinator unreachable")
+
+    def _hints_info(self) -> dict[str, Any]:
+        h = self.topology.hints()
+        out: dict[str, Any] = {"hinted_handoff": 1 if h["enabled"] else 0,
+                               "hints_pending": h["total_pending"]}
+        for target, count in sorted(h["pending"].items()):
+            out[f"hints_for_{target}"] = count
+        out.update({k: v for k, v in h.items() if k.startswith("hints_")
+                    and isinstance(v, int)})
+        return out
+
+    def _repair_info(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for op in (self.topology.repair_op, self.topology.decommission_op):
+            v = op.view()
+            out[f"{op.name}_state"] = v["state"]
+            out[f"{op.name}_progress"] = f"{v['done']}/{v['total']}"
+            for k, val in v["result"].items():
+                if isinstance(val, (int, float, str)):
+                    out[f"{op.name}_last_{k}"] = val
+        ae = getattr(self, "antientropy", None)
+        if ae is not None and hasattr(ae, "statistics"):
+            out.update(ae.statistics())
+        out.update(self.rr_stats)
+        return out
 
     # -- admin (respkv/node/topology.py; the RESPKV command, docs/admin.md) --
     def admin_status(self) -> dict[str, Any]:

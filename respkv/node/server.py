@@ -177,6 +177,8 @@ class Node:
             config, self.engine, clock_ms, run_id=nonce(20).hex(), rng=self.rng
         )
         self.state.info_providers["persistence"] = self._persistence_info
+        self.state.info_providers["storage"] = lambda: {"engine": self.config.engine,
+                                                        **self.engine.stats()}
         register_info_providers(self)  # pid, OS, RSS, CPU, rates and clock_us for INFO/TIME
         self.latency = CommandLatency(self.state.cmdstats)  # histograms: INFO, /metrics
         self.state.info_providers["latencystats"] = self.latency.latencystats

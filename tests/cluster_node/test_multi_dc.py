@@ -38,3 +38,15 @@ def test_replicas_per_dc_and_local_quorum_survives_a_lost_datacenter(make_cluste
         west.execute_command("GET", "k1", "R", "EACH_QUORUM")
     with pytest.raises(redis.ResponseError, match="NOREPLICAS"):
         west.execute_command("SET", "k1", "x", "W", "EACH_QUORUM")
+
+
+def test_info_shows_membership_hints_repair_and_storage_sections(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    c: LocalCluster = make_cluster(3, engine="memory")
+    r = c.client(0)
+    info = r.info("everything")
+    assert info["member_n1"]["status"] == "normal" and info["member_n1"]["state"] == "up"
+    assert info["node_status"] == "normal" and info["gossip_members"] == 3
+    for field in ("hints_pending", "hinted_handoff", "repair_state", "read_repairs", "engine"):
+        assert field in info, field
+    plain = redis.Redis(port=c.ports[0]).info("hints")
+    assert set(plain) >= {"hinted_handoff", "hints_pending"}
