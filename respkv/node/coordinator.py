@@ -56,6 +56,7 @@ from respkv.cluster.quorum import (
     plan_read,
     plan_write,
 )
+from respkv.cluster.hashing import token_of
 from respkv.cluster.membership import Membership, NodeStatus, new_node_state, ring_of
 from respkv.cluster.ring import (
     NodeInfo,
@@ -80,6 +81,8 @@ from respkv.storage.api import Record
 log = logging.getLogger("respkv.cluster")
 
 PEER_PORT_OFFSET = 10000
+UP_CACHE_NS = 20_000_000  # how long a computed up-set is reused (links changing void it)
+PLAN_CACHE_MAX = 65536
 
 # Commands that need the whole keyspace, which no node holds: a clear error, not a partial lie.
 WHOLE_KEYSPACE = {
@@ -409,6 +412,13 @@ class Cluster:
             lambda: node.perf_ns() / 1e6, node.rng, self.call, self._link_connected,
             self._linked, self._on_membership)
         self.ring: Ring = Ring.build(())
+        self._ring_shape: tuple[Any, ...] = ()
+        # (ring index, n, level, write) -> plan, valid for self.ring and self._up
+        self._plan_cache: dict[tuple[Any, ...], ReplicaPlan] = {}
+        self._up: frozenset[str] = frozenset()
+        self._up_deadline = 0
+        self._links_version = 0  # bumped when a link connects or breaks
+        self._up_links_version = -1
         self.topology = Topology(self)
         self.rr_stats = {"read_repairs": 0, "read_repair_chance_reads": 0}
         self.handoff: Any = None  # HintedHandoff when hinted_handoff is on (opened in run)
@@ -451,6 +461,12 @@ class Cluster:
         return [nid for nid, link in self.links.items() if link.connected]
 
     def _derive_rings(self, m: Membership) -> None:
+        # Heartbeats change rows every round; the rings only depend on these fields.
+        shape = tuple(sorted((r.node_id, r.status.value, r.dc, r.rack, r.weight, r.vnodes)
+                             for r in m.rows()))
+        if shape == self._ring_shape:
+            return
+        self._ring_shape = shape
         ring = ring_of(m)
         future = Ring.build(
             NodeInfo(r.node_id, r.dc, r.rack, r.weight, r.tokens()) for r in m.rows()
@@ -459,6 +475,7 @@ class Cluster:
             log.info("event=ring_changed nodes=%d members=%s", len(ring), ",".join(
                 sorted(ring.nodes)))
         self.ring = ring
+        self._plan_cache.clear()
         self.pending_ring = None if future == ring else future
 
     def _on_membership(self, old: Membership, new: Membership) -> None:
@@ -495,9 +512,20 @@ class Cluster:
     def membership(self) -> Membership:
         return self.gossip.membership
 
-    def up_nodes(self) -> set[str]:
+    def up_nodes(self) -> frozenset[str]:
+        """Members that are up (gossip.is_up). Recomputed at most every ``UP_CACHE_NS``, and
+        at once when a link's state changed (phi needs math per member; requests are many)."""
+        now = self.node.perf_ns()
+        if now < self._up_deadline and self._links_version == self._up_links_version:
+            return self._up
         is_up = self.gossip.is_up
-        return {nid for nid in self.gossip.membership if is_up(nid)}
+        up = frozenset(nid for nid in self.gossip.membership if is_up(nid))
+        if up != self._up:
+            self._up = up
+            self._plan_cache.clear()
+        self._up_deadline = now + UP_CACHE_NS
+        self._up_links_version = self._links_version
+        return up
 
     def effective_n(self, key: bytes | None = None) -> int:
         per_dc = self.settings.replicas_per_dc
@@ -597,12 +625,17 @@ class Cluster:
         for link in self._all_links:
             if link.host == host and link.port == port:
                 return
-        link = PeerLink(host, port, self.identity, self._on_identified, self.network)
+        link = PeerLink(host, port, self.identity, self._on_identified, self.network,
+                        self._on_link_down)
         self._all_links.append(link)
         self._nursery.start_soon(link.run)
 
+    def _on_link_down(self, _link: PeerLink) -> None:
+        self._links_version += 1
+
     def _on_identified(self, link: PeerLink) -> None:
         assert link.peer_id is not None
+        self._links_version += 1
         current = self.links.get(link.peer_id)
         if current is None or not current.connected:
             self.links[link.peer_id] = link
@@ -730,17 +763,31 @@ class Cluster:
         return reply if err is None else err
 
     def _plans(self, keys: Any, level: Level, write: bool) -> list[ReplicaPlan] | ErrorReply:
+        """One plan per key. Plans depend only on the key's ring range, N, the level, the kind
+        and who is up, so they are cached per ring range (cleared when the ring or the up-set
+        changes)."""
         ring = self.ring
         if not len(ring):
             return CommandError(E.NOREPLICAS_UP % (1, 0))
         up = self.up_nodes()
+        cache = self._plan_cache
         plans = []
         make = plan_write if write else plan_read
         per_dc = self.settings.replicas_per_dc
         sloppy = self.handoff is not None
+        n_for = self.settings.n_for
+        index_of = ring.index_of
         for key in keys:
-            pref = preference_list(ring, key, self.settings.n_for(key), up, per_dc)
-            p = make(pref, level, self.node_id, self.dc, sloppy=write and sloppy)
+            n = n_for(key)
+            token = token_of(key)
+            ck = (index_of(token), n, level, write)
+            p = cache.get(ck)
+            if p is None:
+                pref = preference_list(ring, token, n, up, per_dc)
+                p = make(pref, level, self.node_id, self.dc, sloppy=write and sloppy)
+                if len(cache) >= PLAN_CACHE_MAX:
+                    cache.clear()
+                cache[ck] = p
             if p.unavailable is not None:
                 return CommandError(E.NOREPLICAS_UP % (p.unavailable.needed, p.unavailable.have))
             plans.append(p)

@@ -209,7 +209,9 @@ class PeerLink:
         identity: PeerIdentity,
         on_identified: Callable[[PeerLink], None],
         network: Network = TCP,
+        on_down: Callable[[PeerLink], None] | None = None,
     ) -> None:
+        self.on_down = on_down  # told when an identified connection breaks
         self.network = network
         self.host = host
         self.port = port
@@ -300,6 +302,8 @@ class PeerLink:
                 self.connected = False
                 self._sock = None
                 self.stats["disconnects"] += 1
+                if self.on_down is not None:
+                    self.on_down(self)
                 self._fail_pending()
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(stream)
