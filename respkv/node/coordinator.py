@@ -597,19 +597,10 @@ class Cluster:
             return
         from respkv.node.handoff import HintedHandoff, hints_dir
 
-        try:
-            from respkv.storage.hints import HintStore
-        except ImportError:  # the hint store is not built yet: strict quorums
-            log.warning("event=hinted_handoff_unavailable reason='no hint store'")
-            return
+        from respkv.storage.hints import HintStore
 
-        fs = getattr(self.node, "fs", None)
-        if fs is None:
-            from respkv.storage.fs import OSFileSystem
-
-            fs = OSFileSystem()
+        fs = getattr(self.node, "fs", None)  # None: the real file system
         path = hints_dir(self.config.dir)
-        fs.makedirs(path) if hasattr(fs, "makedirs") else os.makedirs(path, exist_ok=True)
         self.handoff = HintedHandoff(self, HintStore.open(path, fs))
 
     def _add_hint(self, target: str, db: int, key: bytes, data: bytes) -> None:
