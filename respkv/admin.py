@@ -1,4 +1,13 @@
-"""``respkv admin status``: what one node says about itself, as a readable table or as JSON.
+"""``respkv admin``: what a node says about itself and its cluster, as readable tables or JSON.
+
+``respkv admin [-h HOST] [-p PORT] [-a PASSWORD] [--tls] [--json] COMMAND``, COMMAND one of
+``status``, ``ring``, ``hints``, ``repair [start|status]``, ``decommission [start|status]``,
+``join HOST:PEERPORT`` (docs/admin.md). The connection options may also follow the command.
+Everything but ``status`` is the server's ``RESPKV`` command (cluster mode only), read over
+RESP3; ``repair start`` and ``decommission start`` poll its STATUS and draw a progress bar on
+stderr.
+
+``status``: what one node says about itself, as a readable table or as JSON.
 
 It asks the node for ``INFO everything`` over the client protocol (plain or TLS, with AUTH when a
 password is given) and prints a summary: identity, uptime, clients, throughput, keys, memory,
@@ -16,6 +25,7 @@ import json
 import socket
 import ssl
 import sys
+import time
 from typing import Any
 
 
@@ -56,21 +66,37 @@ class RespConnection:
         return line
 
     def read(self) -> Any:
+        """One reply, RESP2 or RESP3 (maps as dicts, sets as lists, doubles as floats);
+        an error reply raises AdminError with its text."""
         line = self._line()
         kind, rest = line[:1], line[1:]
-        if kind in (b"$", b"="):
+        if kind in (b"$", b"=", b"!"):
             n = int(rest)
             if n < 0:
                 return None
             while len(self.buf) < n + 2:
                 self._fill()
             data, self.buf = self.buf[:n], self.buf[n + 2:]
-            return data
-        if kind == b"*":
+            if kind == b"!":
+                raise AdminError(data.decode("utf-8", "replace"))
+            return data[4:] if kind == b"=" else data
+        if kind in (b"*", b"~", b">"):
             n = int(rest)
             return None if n < 0 else [self.read() for _ in range(n)]
-        if kind == b":":
+        if kind == b"%":
+            return {_text(self.read()): self.read() for _ in range(int(rest))}
+        if kind == b"|":  # attributes: read and drop, the reply follows
+            for _ in range(2 * int(rest)):
+                self.read()
+            return self.read()
+        if kind in (b":", b"("):
             return int(rest)
+        if kind == b",":
+            return float(rest)
+        if kind == b"#":
+            return rest == b"t"
+        if kind == b"_":
+            return None
         if kind == b"-":
             raise AdminError(rest.decode("utf-8", "replace"))
         return rest
@@ -85,6 +111,17 @@ class RespConnection:
         except OSError as e:
             raise AdminError(f"connection lost: {e}") from None
         return self.read()
+
+
+def _text(v: Any) -> Any:
+    """Reply bytes as text, recursively (for tables and JSON)."""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, list):
+        return [_text(x) for x in v]
+    if isinstance(v, dict):
+        return {_text(k): _text(x) for k, x in v.items()}
+    return v
 
 
 # -- INFO ---------------------------------------------------------------------------------------
@@ -211,45 +248,290 @@ def format_table(target: str, s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- tables and progress --------------------------------------------------------------------------
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    if isinstance(v, dict):
+        return ",".join(f"{k}={_cell(x)}" for k, x in v.items())
+    if isinstance(v, list):
+        return ",".join(_cell(x) for x in v)
+    return str(v)
+
+
+def render_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    """``rows`` as an aligned text table; ``columns`` are (key, header). Missing keys are blank;
+    trailing spaces are stripped."""
+    table = [[h for _, h in columns]] + [[_cell(r.get(k)) for k, _ in columns] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                   + "\n" for line in table)
+
+
+def render_fields(d: dict[str, Any]) -> str:
+    """A map as ``key  value`` lines (nested maps as ``k=v,...``)."""
+    if not d:
+        return ""
+    width = max(len(str(k)) for k in d)
+    return "".join(f"{k:<{width}}  {_cell(v)}".rstrip() + "\n" for k, v in d.items())
+
+
+def percent(share: Any) -> str:
+    return f"{share * 100:.1f}%" if isinstance(share, int | float) else ""
+
+
+RING_COLUMNS = [("node", "node"), ("dc", "dc"), ("rack", "rack"), ("status", "status"),
+                ("state", "state"), ("phi", "phi"), ("vnodes", "vnodes"), ("owns", "owns"),
+                ("replicated", "replicated"), ("address", "address")]
+
+
+def format_ring(rows: list[dict[str, Any]]) -> str:
+    """RESPKV RING as a table, this node marked with ``*``: ``owns`` is the share of the token
+    space the node is the first replica of, ``replicated`` the share it holds a replica of."""
+    shown = []
+    for r in rows:
+        shown.append({**r, "node": ("*" if r.get("self") else "") + str(r.get("node", "")),
+                      "owns": percent(r.get("ownership")),
+                      "replicated": percent(r.get("replicated"))})
+    up = sum(1 for r in rows if r.get("state") == "up")
+    return (render_table(shown, RING_COLUMNS)
+            + f"\n{len(rows)} members, {up} up; * = the node asked\n")
+
+
+def format_hints(h: dict[str, Any]) -> str:
+    """RESPKV HINTS: the counters, then one row per target with hints pending."""
+    pending = h.get("pending") or {}
+    rest = {k: v for k, v in h.items() if k != "pending"}
+    out = render_fields(rest)
+    if pending:
+        out += "\n" + render_table([{"target": t, "pending": n} for t, n in
+                                    sorted(pending.items())],
+                                   [("target", "target"), ("pending", "hints pending")])
+    else:
+        out += "\nno hints pending\n"
+    return out
+
+
+def progress_bar(fraction: float, width: int = 30) -> str:
+    """``[#########---------------------]  30.0%``; fraction clamped to [0, 1]."""
+    f = min(1.0, max(0.0, float(fraction)))
+    full = int(f * width)
+    return "[" + "#" * full + "-" * (width - full) + f"] {f * 100:5.1f}%"
+
+
+TERMINAL_STATES = ("done", "failed", "idle", "cancelled")
+
+
+def job_fraction(st: dict[str, Any]) -> float:
+    """A long operation's progress (docs/admin.md: ``done`` of ``total`` steps)."""
+    if st.get("state") == "done":
+        return 1.0
+    done, total = st.get("done"), st.get("total")
+    if isinstance(done, int) and isinstance(total, int) and total > 0:
+        return done / total
+    return 0.0
+
+
+def progress_line(kind: str, st: dict[str, Any], elapsed_s: float) -> str:
+    detail = ""
+    if isinstance(st.get("total"), int) and st["total"]:
+        detail = f" {st.get('done', 0)}/{st['total']}"
+    return (f"{kind} {progress_bar(job_fraction(st))} {st.get('state', '?')}{detail}"
+            f" {elapsed_s:.0f}s")
+
+
 # -- the command --------------------------------------------------------------------------------
 
 
+def _connection_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """-h/-p/-a as redis-cli spells them (and the long forms). On the subcommands the defaults
+    are suppressed, so options given before the subcommand are kept."""
+
+    def d(v: Any) -> Any:
+        return argparse.SUPPRESS if suppress else v
+
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("-h", "--host", default=d("127.0.0.1"), help="node address (127.0.0.1)")
+    p.add_argument("-p", "--port", type=int, default=d(6379), help="client port (6379)")
+    p.add_argument("-a", "--password", default=d(None), help="AUTH with this password first")
+    p.add_argument("--tls", action="store_true", default=d(False), help="connect with TLS")
+    p.add_argument("--cacert", default=d(None), help="CA file to verify the node's certificate")
+    p.add_argument("--timeout", type=float, default=d(5.0), help="seconds per request (5)")
+    p.add_argument("--json", action="store_true", default=d(False), help="print JSON")
+
+
 def add_admin_parser(sub: Any) -> None:
-    p = sub.add_parser("admin", help="ask a running node (status)")
+    p = sub.add_parser("admin", help="ask a running node (status, ring, hints, repair, "
+                       "decommission, join)", add_help=False)
+    _connection_options(p, suppress=False)
     asub = p.add_subparsers(dest="admin_command", required=True)
-    s = asub.add_parser("status", help="what the node says about itself (INFO, summarised)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=6379)
-    s.add_argument("--password", default=None, help="AUTH with this password first")
-    s.add_argument("--tls", action="store_true", help="connect with TLS")
-    s.add_argument("--cacert", default=None, help="CA file to verify the node's certificate")
-    s.add_argument("--timeout", type=float, default=5.0, help="seconds")
-    s.add_argument("--json", action="store_true", help="print JSON: the summary and every section")
-    s.set_defaults(func=cmd_admin_status)
+
+    def verb(name: str, help_: str, func: Any) -> argparse.ArgumentParser:
+        v = asub.add_parser(name, help=help_, add_help=False)
+        _connection_options(v, suppress=True)
+        v.set_defaults(func=func)
+        return v
+
+    verb("status", "what the node says about itself (INFO, summarised)", cmd_admin_status)
+    verb("ring", "the ring: every member, up/down, phi, vnodes, ownership", cmd_admin_ring)
+    verb("hints", "hinted handoff: hints pending per target", cmd_admin_hints)
+    for name, help_ in (("repair", "start an anti-entropy repair (progress bar) or show it"),
+                        ("decommission", "stream this node's ranges away and leave the ring")):
+        v = verb(name, help_, cmd_admin_job)
+        v.add_argument("action", nargs="?", choices=("start", "status"), default="status",
+                       help="start it (and follow it), or show its state (default)")
+        v.add_argument("--no-wait", action="store_true", help="start and return at once")
+        v.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
+    v = verb("join", "join a cluster through a seed", cmd_admin_join)
+    v.add_argument("seed", metavar="HOST:PEERPORT")
+    v.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait until this node is a NORMAL member of a ring of 2+ nodes")
 
 
-def cmd_admin_status(ns: argparse.Namespace) -> int:
+def _connect(ns: argparse.Namespace, resp3: bool) -> RespConnection:
     tls = None
     if ns.tls or ns.cacert:
         tls = ssl.create_default_context(cafile=ns.cacert)
+    conn = RespConnection(ns.host, ns.port, ns.timeout, tls)
+    try:
+        if ns.password is not None:
+            conn.call("AUTH", ns.password)
+        if resp3:
+            conn.call("HELLO", "3")
+    except AdminError:
+        conn.close()
+        raise
+    return conn
+
+
+def _fail(ns: argparse.Namespace, e: AdminError) -> int:
+    msg = str(e)
+    if msg.startswith("ERR unknown command 'RESPKV'") or msg.startswith(
+            "ERR unknown command 'respkv'"):
+        msg = "not a cluster node (RESPKV is served in cluster mode only)"
+    print(f"respkv admin: {ns.host}:{ns.port}: {msg}", file=sys.stderr)
+    return 1
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def _respkv(ns: argparse.Namespace, *args: str) -> Any:
+    conn = _connect(ns, resp3=True)
+    try:
+        return _text(conn.call("RESPKV", *args))
+    finally:
+        conn.close()
+
+
+def cmd_admin_status(ns: argparse.Namespace) -> int:
     target = f"{ns.host}:{ns.port}"
     try:
-        conn = RespConnection(ns.host, ns.port, ns.timeout, tls)
+        conn = _connect(ns, resp3=False)
         try:
-            if ns.password is not None:
-                conn.call("AUTH", ns.password)
             raw = conn.call("INFO", "everything")
         finally:
             conn.close()
     except AdminError as e:
-        print(f"respkv admin: {target}: {e}", file=sys.stderr)
-        return 1
+        return _fail(ns, e)
     info = parse_info(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))
     s = summary(info)
     if ns.json:
-        json.dump({"node": target, "summary": s, "info": info}, sys.stdout, indent=2,
-                  sort_keys=True)
-        sys.stdout.write("\n")
+        _print_json({"node": target, "summary": s, "info": info})
     else:
         sys.stdout.write(format_table(target, s))
+    return 0
+
+
+def cmd_admin_ring(ns: argparse.Namespace) -> int:
+    try:
+        rows = _respkv(ns, "RING")
+    except AdminError as e:
+        return _fail(ns, e)
+    if ns.json:
+        _print_json(rows)
+    else:
+        sys.stdout.write(format_ring(rows))
+    return 0
+
+
+def cmd_admin_hints(ns: argparse.Namespace) -> int:
+    try:
+        h = _respkv(ns, "HINTS")
+    except AdminError as e:
+        return _fail(ns, e)
+    if ns.json:
+        _print_json(h)
+    else:
+        sys.stdout.write(format_hints(h))
+    return 0
+
+
+def cmd_admin_job(ns: argparse.Namespace) -> int:
+    """repair / decommission: STATUS once, or START and poll STATUS with a progress bar on
+    stderr until the job is done, failed or gone; exit 1 unless it is done."""
+    kind = ns.admin_command
+    sub = kind.upper()
+    try:
+        st = _respkv(ns, sub, ns.action.upper())
+        if ns.action == "start" and not ns.no_wait:
+            tty = sys.stderr.isatty()
+            t0 = time.monotonic()
+            last = ""
+            while st.get("state") not in TERMINAL_STATES:
+                line = progress_line(kind, st, time.monotonic() - t0)
+                if tty:
+                    sys.stderr.write("\r" + line)
+                elif line.split(" ", 2)[:2] != last.split(" ", 2)[:2]:
+                    sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+                last = line
+                time.sleep(ns.interval)
+                st = _respkv(ns, sub, "STATUS")
+            sys.stderr.write(("\r" if tty else "") + progress_line(kind, st, time.monotonic()
+                                                                   - t0) + "\n")
+    except AdminError as e:
+        return _fail(ns, e)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\nrespkv admin: stopped following the {kind}; it goes on "
+                         f"(`respkv admin {kind} status`)\n")
+        return 130
+    if ns.json:
+        _print_json(st)
+    else:
+        sys.stdout.write(render_fields(st))
+    if ns.action == "start" and not ns.no_wait:
+        return 0 if st.get("state") == "done" else 1
+    return 1 if st.get("state") == "failed" else 0
+
+
+def cmd_admin_join(ns: argparse.Namespace) -> int:
+    try:
+        reply = _respkv(ns, "JOIN", ns.seed)
+        if ns.wait > 0:
+            deadline = time.monotonic() + ns.wait
+            while True:
+                st = _respkv(ns, "STATUS")
+                if st.get("status") == "normal" and (st.get("ring_nodes") or 0) > 1:
+                    reply = {**reply, "status": st}
+                    break
+                if time.monotonic() > deadline:
+                    raise AdminError(f"not a NORMAL member of a multi-node ring after "
+                                     f"{ns.wait:g}s (status {st.get('status')}, ring "
+                                     f"{st.get('ring_nodes')} nodes)")
+                time.sleep(0.2)
+    except AdminError as e:
+        return _fail(ns, e)
+    if ns.json:
+        _print_json(reply)
+    else:
+        sys.stdout.write(render_fields(reply))
     return 0

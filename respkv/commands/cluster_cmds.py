@@ -33,9 +33,12 @@ def cmd(*a: Any, **kw: Any) -> Any:
 
 
 def register(table: Any = TABLE) -> None:
-    """Add CONSISTENCY and SIBLINGS to ``table`` (idempotent)."""
+    """Add CONSISTENCY and SIBLINGS to ``table``, and RESPKV (admin_cmds) (idempotent)."""
     for a, kw, fn in _commands:
         table.command(*a, **kw)(fn)
+    from respkv.commands import admin_cmds
+
+    admin_cmds.register()
 
 _READ_WORDS = (b"READ", b"R")
 _WRITE_WORDS = (b"WRITE", b"W")

@@ -109,3 +109,6 @@ CLUSTER_UNSUPPORTED = "ERR %s is not supported in cluster mode: %s"
 CLUSTER_DISABLED = "ERR This instance has cluster support disabled"
 INVALID_CONTEXT = "ERR invalid causal context"
 INVALID_LEVEL = "ERR %s"  # the text of respkv.cluster.quorum.InvalidLevelError
+# RESPKV (respkv/commands/admin_cmds.py, docs/admin.md)
+ADMIN_UNAVAILABLE = "ERR RESPKV %s is not available on this node"
+ADMIN_REFUSED = "ERR RESPKV %s: %s"
