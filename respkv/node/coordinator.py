@@ -44,6 +44,7 @@ import trio
 
 from respkv.cluster import versions as V
 from respkv.cluster import wire
+from respkv.cluster.pbs import PbsEstimator, PbsLevel, pbs_info, standard_levels
 from respkv.cluster.quorum import (
     ConsistencyLevel,
     InvalidLevelError,
@@ -339,9 +340,12 @@ class ClusterView:
 
 
 class _KeyOp:
-    __slots__ = ("key", "tracker", "resolved", "repaired", "spares", "outstanding")
+    __slots__ = ("key", "tracker", "resolved", "repaired", "spares", "outstanding", "returned",
+                 "level")
 
     def __init__(self, key: bytes, tracker: QuorumTracker) -> None:
+        self.returned: SiblingSet | None = None  # what a read answered (PBS: late replies)
+        self.level = ""
         self.key = key
         self.tracker = tracker
         self.resolved = False
@@ -420,6 +424,7 @@ class Cluster:
         self._links_version = 0  # bumped when a link connects or breaks
         self._up_links_version = -1
         self.topology = Topology(self)
+        self.pbs = PbsEstimator(node.rng)  # staleness estimates (respkv/cluster/pbs.py)
         self.rr_stats = {"read_repairs": 0, "read_repair_chance_reads": 0}
         self.handoff: Any = None  # HintedHandoff when hinted_handoff is on (opened in run)
         # Set by the streaming service: pulls this node's future ranges while it is JOINING.
@@ -451,6 +456,7 @@ class Cluster:
         node.state.info_providers["cluster"] = self.info
         node.state.info_providers["hints"] = self._hints_info
         node.state.info_providers["repair"] = self._repair_info
+        node.state.info_providers["staleness"] = lambda: pbs_info(self.pbs, self.pbs_levels())
 
     # -- membership (gossiped) --
     def _link_connected(self, node_id: str) -> bool:
@@ -849,8 +855,12 @@ class Cluster:
             return CommandError(E.NOREPLICAS_READ % (f.needed, f.got))
         mode = self.config.read_repair
         blocking: list[tuple[str, bytes, bytes]] = []  # (node, key, merged set)
+        level_name = format_level(level).lower()
         for k in op.keys:
             out[k.key] = k.tracker.merged()
+            self.pbs.read_answered(level_name)
+            if k.outstanding:
+                k.returned, k.level = out[k.key], level_name
             if mode == "blocking" and k.outstanding:
                 # Repair those that answered stale before replying (monotonic quorum reads);
                 # the replicas still out are repaired in the background when they answer.
@@ -917,9 +927,17 @@ class Cluster:
         False (and ``node`` counted as failed) when ``node``'s link is not connected."""
         link = self.links.get(node)
         tracker = k.tracker
+        perf = self.node.perf_ns
+        sent_ns = perf()
 
         def callback(reply: wire.Reply | None) -> None:
             k.outstanding -= 1
+            if reply is not None and reply.ok:
+                rtt_ms = (perf() - sent_ns) / 1e6
+                if read:
+                    self.pbs.record_read_round_trip(rtt_ms)
+                else:
+                    self.pbs.record_write_round_trip(rtt_ms)
             if reply is None or not reply.ok:
                 why = "connection lost" if reply is None else reply.payload.decode("utf-8",
                                                                                     "replace")
@@ -935,6 +953,9 @@ class Cluster:
                 else:
                     tracker.ok(node, s)
                     if k.outstanding == 0 and k.resolved:
+                        if k.returned is not None:  # every asked replica is in: was it stale?
+                            self.pbs.late_replies(k.level, k.returned, tracker.merged())
+                            k.returned = None
                         self._maybe_repair(k, db)
             elif on_ok is not None:
                 on_ok(reply.payload)
@@ -1087,6 +1108,18 @@ class Cluster:
         if not self._send(op, k, first, build, read=False, db=db, on_ok=coordinated):
             for node in rest:  # nobody will make the write: the others cannot ack it
                 k.tracker.error(node, "coordinator unreachable")
+
+    def pbs_levels(self) -> list[PbsLevel]:
+        """The (R, W) pairs INFO staleness and the metrics estimate, at the effective N."""
+        n = max(1, self.effective_n())
+
+        def count(level: Level) -> int:
+            return level if isinstance(level, int) else {
+                "one": 1, "two": 2, "three": 3, "all": n, "local_one": 1}.get(
+                format_level(level).lower(), n // 2 + 1)
+
+        return standard_levels(n, count(self.settings.read_level),
+                               count(self.settings.write_level))
 
     def _hints_info(self) -> dict[str, Any]:
         h = self.topology.hints()

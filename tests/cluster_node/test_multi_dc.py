@@ -50,3 +50,19 @@ def test_info_shows_membership_hints_repair_and_storage_sections(make_cluster) -
         assert field in info, field
     plain = redis.Redis(port=c.ports[0]).info("hints")
     assert set(plain) >= {"hinted_handoff", "hints_pending"}
+
+
+def test_staleness_estimates_in_info(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    c: LocalCluster = make_cluster(3, engine="memory")
+    r = c.client(0)
+    for i in range(300):
+        r.set(f"pbs{i}", "v")
+        r.execute_command("GET", f"pbs{i}", "R", "2")
+    st = r.info("staleness")
+    # R+W>N is strict (exactly 1.0); ONE/ONE is a Monte Carlo estimate from measured latencies.
+    assert st["staleness_quorum"]["p_0ms"] == 1.0 and st["staleness_quorum"]["trials"] == 0
+    one = st["staleness_one"]
+    assert one["trials"] > 0, one  # estimated from the latencies this node measured
+    assert 0.0 <= one["p_0ms"] <= one["p_1ms"] <= one["p_100ms"] <= 1.0
+    assert st["staleness_samples"]["w"] >= 600 and st["staleness_samples"]["r"] >= 300
+    assert st["staleness_observed_2"]["reads"] >= 300
