@@ -98,6 +98,10 @@ SETTINGS: tuple[Setting, ...] = (
             "in cluster mode."),
     Setting("peer_port", int, 0, "port", "Peer (node-to-node) port (0: the client port + 10000).",
             minimum=0, maximum=65535),
+    Setting("peer_advertise", str, "", "HOST:PORT", "The peer address this node announces (in "
+            "the handshake and its gossip row) for other nodes to dial, instead of "
+            "bind:peer_port: behind NAT or port forwarding, or a test's fault proxy (empty: "
+            "bind:peer_port)."),
     Setting("n_replicas", int, 3, "count", "Replication factor N (capped at the number of nodes; "
             "per key prefix in the [n_replicas_by_prefix] table).", minimum=1, maximum=64),
     Setting("read_consistency", str, "quorum", "level", "Default read level R: one, two, three, "
@@ -129,6 +133,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("read_repair_chance", float, 0.0, "probability", "Probability that a read also asks "
             "every other replica and repairs them (Cassandra's read_repair_chance).",
             minimum=0.0, maximum=1.0),
+    Setting("clock_offset_ms", int, 0, "milliseconds", "Testing aid: added to this node's wall "
+            "clock (expiry, write timestamps, hint ages), to inject clock skew between nodes. "
+            "Leave 0 in production."),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 LOG_LEVELS = {"debug": 10, "verbose": 20, "notice": 20, "warning": 30}
@@ -169,6 +176,7 @@ class Config:
     seeds: str = ""
     cluster_secret_file: str = ""
     peer_port: int = 0
+    peer_advertise: str = ""
     n_replicas: int = 3
     read_consistency: str = "quorum"
     write_consistency: str = "quorum"
@@ -182,6 +190,7 @@ class Config:
     hint_replay_per_second: int = 1000
     read_repair: str = "blocking"
     read_repair_chance: float = 0.0
+    clock_offset_ms: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def set(self, key: str, value: Any) -> None:

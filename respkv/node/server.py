@@ -78,6 +78,13 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def skewed_clock(offset_ms: int) -> Callable[[], int]:
+    """The wall clock plus ``clock_offset_ms`` (a testing aid that injects clock skew)."""
+    if not offset_ms:
+        return wall_clock_ms
+    return lambda: wall_clock_ms() + offset_ms
+
+
 class DurabilityError(Exception):
     pass
 
@@ -523,7 +530,7 @@ async def run_node(config: Config, *, on_ready: Callable[[int], None] | None = N
     right after READY=1 is a clean shutdown, never the default kill."""
     notifier = SystemdNotifier.from_environment()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        node = Node(config)
+        node = Node(config, clock_ms=skewed_clock(config.clock_offset_ms))
         node.state.on_config_set = apply_process_setting
         async with trio.open_nursery() as nursery:
 
