@@ -136,6 +136,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("clock_offset_ms", int, 0, "milliseconds", "Testing aid: added to this node's wall "
             "clock (expiry, write timestamps, hint ages), to inject clock skew between nodes. "
             "Leave 0 in production."),
+    Setting("anti_entropy_interval_ms", int, 60000, "milliseconds", "How often this node "
+            "compares one token range with one replica by Merkle tree and exchanges the keys "
+            "that differ (jittered; 0: only on `respkv admin repair`).", minimum=0),
+    Setting("stream_page_bytes", int, 1024 * 1024, "bytes", "Size of one page of keys sent "
+            "by range streaming (join, decommission) and anti-entropy.", minimum=4096,
+            maximum=16 * 1024 * 1024),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 LOG_LEVELS = {"debug": 10, "verbose": 20, "notice": 20, "warning": 30}
@@ -191,6 +197,8 @@ class Config:
     read_repair: str = "blocking"
     read_repair_chance: float = 0.0
     clock_offset_ms: int = 0
+    anti_entropy_interval_ms: int = 60000
+    stream_page_bytes: int = 1024 * 1024
     extra: dict[str, Any] = field(default_factory=dict)
 
     def set(self, key: str, value: Any) -> None:
