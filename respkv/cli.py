@@ -100,7 +100,7 @@ def cmd_config_sample(ns: argparse.Namespace) -> int:
 
 def cmd_config_check(ns: argparse.Namespace) -> int:
     """Exit 0 and print OK, or exit 2 with the same message start-up would stop with (and, with
-    tls_port set, the certificate problem start-up would stop with)."""
+    tls_port or peer_tls set, the certificate problem start-up would stop with)."""
     from respkv.node.cluster_cli import apply_server_flags
 
     try:
@@ -114,6 +114,14 @@ def cmd_config_check(ns: argparse.Namespace) -> int:
 
         try:
             server_ssl_context(config)
+        except OSError as e:
+            print(f"respkv: configuration error: {ns.file}: {e}", file=sys.stderr)
+            return 2
+    if config.peer_tls:
+        from respkv.node.tls_network import peer_ssl_contexts
+
+        try:
+            peer_ssl_contexts(config)
         except OSError as e:
             print(f"respkv: configuration error: {ns.file}: {e}", file=sys.stderr)
             return 2

@@ -142,6 +142,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stream_page_bytes", int, 1024 * 1024, "bytes", "Size of one page of keys sent "
             "by range streaming (join, decommission) and anti-entropy.", minimum=4096,
             maximum=16 * 1024 * 1024),
+    Setting("peer_tls", bool, False, "", "Peer (node-to-node) connections over mutual TLS: "
+            "every node presents peer_tls_cert_file and accepts only peers whose certificate "
+            "is signed by peer_tls_ca_cert_file (the HMAC handshake still runs inside). All "
+            "nodes of a cluster must agree."),
+    Setting("peer_tls_cert_file", str, "", "path", "This node's peer certificate chain (PEM), "
+            "used both to accept and to dial (allow TLS server and client use); required with "
+            "peer_tls."),
+    Setting("peer_tls_key_file", str, "", "path", "Private key of peer_tls_cert_file (PEM, "
+            "unencrypted)."),
+    Setting("peer_tls_ca_cert_file", str, "", "path", "CA certificates (PEM) every peer's "
+            "certificate must be signed by (a CA for the cluster's nodes only; host names are "
+            "not checked); required with peer_tls."),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 LOG_LEVELS = {"debug": 10, "verbose": 20, "notice": 20, "warning": 30}
@@ -199,6 +211,10 @@ class Config:
     clock_offset_ms: int = 0
     anti_entropy_interval_ms: int = 60000
     stream_page_bytes: int = 1024 * 1024
+    peer_tls: bool = False
+    peer_tls_cert_file: str = ""
+    peer_tls_key_file: str = ""
+    peer_tls_ca_cert_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def set(self, key: str, value: Any) -> None:
