@@ -529,8 +529,13 @@ async def run_node(config: Config, *, on_ready: Callable[[int], None] | None = N
     The signal handlers are installed before the engine opens: a SIGTERM during start-up or
     right after READY=1 is a clean shutdown, never the default kill."""
     notifier = SystemdNotifier.from_environment()
+    network: Network = TCP
+    if config.peer_tls:  # peers over mutual TLS (node/tls_network.py); OSError if files are bad
+        from respkv.node.tls_network import TlsNetwork, peer_ssl_contexts
+
+        network = TlsNetwork(*peer_ssl_contexts(config))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        node = Node(config, clock_ms=skewed_clock(config.clock_offset_ms))
+        node = Node(config, clock_ms=skewed_clock(config.clock_offset_ms), network=network)
         node.state.on_config_set = apply_process_setting
         async with trio.open_nursery() as nursery:
 
