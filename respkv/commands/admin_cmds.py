@@ -34,7 +34,7 @@ _HELP = (
     "STATUS",
     "    This node: id, datacenter, membership status, ring and up counts, N and levels.",
     "RING",
-    "    Every member: dc, rack, status, up/down, phi, vnodes, ownership (primary, effective).",
+    "    Every member: dc, rack, status, up/down, phi, vnodes, ownership, replicated share.",
     "HINTS",
     "    Hinted handoff: hints pending per target node, replay counters.",
     "REPAIR [START|STATUS]",
