@@ -26,6 +26,8 @@ and a read's into R and S (``record_*_round_trip``); the model's answer depends 
 the sums W + A and R + S, so the split matters only through its asymmetry, which is invisible to
 a single clock anyway. The coordinator's own in-process replica is not sampled (its latencies
 are ~0 and would only make the estimate optimistic for reads that cannot be served locally).
+While only writes (or only reads) have been sampled -- reads at R=1 on a replica never go
+remote -- the missing kind borrows the other's samples: a round trip over the same links.
 
 Observed staleness complements the model: when a read asked more replicas than it waited for
 (speculative retry, ``read_repair_chance``, per-datacenter levels) the replies that arrive after
@@ -109,7 +111,19 @@ class WarsSamples:
         self.record_read(rtt_ms / 2, rtt_ms / 2)
 
     def ready(self) -> bool:
-        return bool(len(self.w) and len(self.a) and len(self.r) and len(self.s))
+        """Some round trips were sampled (reads or writes: see :meth:`windows`)."""
+        return bool(len(self.w) or len(self.r))
+
+    def windows(self) -> tuple[LatencyWindow, LatencyWindow, LatencyWindow, LatencyWindow]:
+        """(W, A, R, S) to draw from. A kind never sampled borrows the other direction's
+        windows -- a round trip on the same links: reads at R=1 served by the coordinator's own
+        replica never go remote, and must not leave the estimate empty."""
+        w, a, r, s = self.w, self.a, self.r, self.s
+        if not len(r) or not len(s):
+            r, s = w, a
+        if not len(w) or not len(a):
+            w, a = r, s
+        return w, a, r, s
 
     @property
     def generation(self) -> int:
@@ -166,7 +180,7 @@ def simulate(samples: WarsSamples, n: int, r: int, w: int, rng: RandomSource,
         return Estimate(n, r, w, trials)
     if not samples.ready():
         raise ValueError("no latency samples yet")
-    W, A, R, S = samples.w, samples.a, samples.r, samples.s
+    W, A, R, S = samples.windows()
     taus = []
     idx = range(n)
     for _ in range(trials):

@@ -96,7 +96,22 @@ def test_simulation_is_deterministic_for_a_seed_and_checks_its_arguments() -> No
     with pytest.raises(ValueError):
         simulate(s, 3, 4, 1, random.Random(8))
     with pytest.raises(ValueError):
-        simulate(WarsSamples(), 3, 1, 1, random.Random(8))
+        simulate(WarsSamples(), 3, 1, 1, random.Random(8))  # nothing sampled at all
+
+
+def test_a_kind_never_sampled_borrows_the_other_direction() -> None:
+    s = WarsSamples()
+    assert not s.ready()
+    for x in (1.0, 9.0):
+        s.record_write_round_trip(x)
+    assert s.ready()
+    w, a, r, s_ = s.windows()
+    assert r is s.w and s_ is s.a  # reads borrow the writes' round trips
+    est = simulate(s, 3, 1, 1, random.Random(1), trials=500)
+    assert 0 < est.p_consistent(0) < 1
+    only_reads = WarsSamples()
+    only_reads.record_read_round_trip(2.0)
+    assert only_reads.windows()[0] is only_reads.r
 
 
 def test_round_trips_are_split_evenly() -> None:
