@@ -149,6 +149,17 @@ def test_estimator_caches_counts_and_reports() -> None:
     for _ in range(100):
         est.record_write_round_trip(1.0)
     assert est.estimate(3, 1, 1) is not first  # refreshed after refresh_every samples
+    now = [0.0]
+    timed = PbsEstimator(random.Random(9), trials=200, refresh_every=10, clock_ms=lambda: now[0])
+    for _ in range(20):
+        timed.record_write_round_trip(g.expovariate(0.2))
+    one = timed.estimate(3, 1, 1)
+    for _ in range(20):
+        timed.record_write_round_trip(g.expovariate(0.2))
+    now[0] = 999.0
+    assert timed.estimate(3, 1, 1) is one  # enough new samples, but younger than a second
+    now[0] = 1000.0
+    assert timed.estimate(3, 1, 1) is not one
     old = V.overwrite(V.EMPTY, "n1", b"a", timestamp_ms=1)
     new = V.overwrite(old, "n1", b"b", timestamp_ms=2)
     for _ in range(4):
