@@ -257,8 +257,11 @@ def nemesis(c: Campaign, stop: threading.Event, faults: Counter[str], log: list[
     """One fault at a time: inject, hold 1.5-4 s, undo, rest 0.5-1.5 s."""
     rng = c.rng
     kinds = ["kill", "pause", "partition_cut", "partition_stall", "delay", "kill_pause"]
+    order: list[str] = []
     while time.monotonic() < t_end and not stop.is_set():
-        kind = rng.choice(kinds)
+        if not order:  # every kind once per round, in a random order
+            order = rng.sample(kinds, len(kinds))
+        kind = order.pop()
         hold = rng.uniform(1.5, 4.0)
         victims = rng.sample(range(NODES), 2)
         if kind == "kill":
