@@ -481,12 +481,15 @@ class HintStore:
         return n
 
     def stats(self) -> dict[str, object]:
-        """Pending hints, bytes and oldest created_ms per target, plus totals and counters."""
+        """Pending hints, bytes and segments per target and the ``created_ms`` of its
+        earliest-added pending hint (``oldest_created_ms``; O(segments), not O(hints)), plus
+        totals and counters."""
         with self._lock:
             per: dict[str, dict[str, int | None]] = {}
             for target, segs in self._by_target.items():
                 pend = sum(s.pending for s in segs)
-                oldest = min((s.created[i] for s in segs for i in s.live_indexes()), default=None)
+                first = next((s for s in segs if s.pending), None)
+                oldest = first.created[first.live.find(1)] if first is not None else None
                 per[target] = {"pending": pend, "bytes": sum(s.end for s in segs),
                                "segments": len(segs), "oldest_created_ms": oldest}
             return {"targets": per, "pending": sum(int(p["pending"] or 0) for p in per.values()),
