@@ -72,6 +72,8 @@ from respkv.commands import errors as E
 from respkv.commands.core import Client, CommandSpec, execute
 from respkv.commands.errors import CommandError
 from respkv.config import Config, ConfigError
+from respkv.node import streaming
+from respkv.node.antientropy import AntiEntropy
 from respkv.node.gossip import STATE_FILE, Gossiper, load_state, save_state
 from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
 from respkv.node.replica import LocalReplica
@@ -424,11 +426,11 @@ class Cluster:
         self._links_version = 0  # bumped when a link connects or breaks
         self._up_links_version = -1
         self.topology = Topology(self)
-        self.pbs = PbsEstimator(node.rng)  # staleness estimates (respkv/cluster/pbs.py)
+        self.pbs = PbsEstimator(node.rng, clock_ms=lambda: node.perf_ns() / 1e6)  # staleness estimates (respkv/cluster/pbs.py)
         self.rr_stats = {"read_repairs": 0, "read_repair_chance_reads": 0}
         self.handoff: Any = None  # HintedHandoff when hinted_handoff is on (opened in run)
         # Set by the streaming service: pulls this node's future ranges while it is JOINING.
-        self.bootstrap: Callable[[], Any] | None = None
+        self.bootstrap: Callable[[], Any] | None = lambda: streaming.bootstrap(self)
         self.pending_ring: Ring | None = None
         self._derive_rings(self.gossip.membership)
         self._persist_own()
@@ -451,6 +453,9 @@ class Cluster:
         self.services[b"gossip"] = lambda call: self.gossip.handle(call.args)
         # Told (old, new) of every membership change, after the rings were rebuilt.
         self.ring_listeners: list[Callable[[Membership, Membership], None]] = []
+        # Merkle anti-entropy and range streaming (respkv/node/antientropy.py, streaming.py):
+        # registers the ae_* and stream/fetch services.
+        self.antientropy = AntiEntropy(self)
         node.state.cluster = self
         cluster_cmds.register()
         node.state.info_providers["cluster"] = self.info
@@ -548,7 +553,9 @@ class Cluster:
         listeners, self.peer_port = await self.network.listen(cfg.bind, self.settings.peer_port)
         # Announced so that nodes we dial can dial back; a wildcard bind has no address to
         # announce (such a node must then be in the others' seeds).
-        advertise = "" if cfg.bind in ("0.0.0.0", "::", "") else f"{cfg.bind}:{self.peer_port}"
+        # ``peer_advertise`` overrides it (NAT, or a proxy in front of the peer port).
+        advertise = cfg.peer_advertise or (
+            "" if cfg.bind in ("0.0.0.0", "::", "") else f"{cfg.bind}:{self.peer_port}")
         self.identity = PeerIdentity(self.node_id, self.dc, self.settings.secret, advertise,
                                      self._nonce)
         self.server = PeerServer(self.identity, self.handle_request, lambda: self.node.engine.last_seq,
@@ -567,6 +574,7 @@ class Cluster:
             await nursery.start(self.gossip.run)
             if self.handoff is not None:
                 await nursery.start(self.handoff.run)
+            await nursery.start(self.antientropy.run)
             task_status.started(self.peer_port)
             if self.gossip.own.status is NodeStatus.JOINING:
                 await self._settle_new_member()
@@ -1145,6 +1153,9 @@ class Cluster:
             out.update(ae.statistics())
         out.update(self.rr_stats)
         return out
+
+    async def stream_ranges(self, plan: Any, progress: Any = None) -> dict[str, Any]:
+        return await streaming.stream_ranges(self, plan, progress)
 
     # -- admin (respkv/node/topology.py; the RESPKV command, docs/admin.md) --
     def admin_status(self) -> dict[str, Any]:

@@ -61,7 +61,7 @@ class HintedHandoff:
             if not self.unsynced:
                 return
             n = self.unsynced
-            await trio.to_thread.run_sync(self.store.sync)
+            await self.cluster.node.sync_worker(self.store.sync)
             self.unsynced -= n
 
     def handle(self, call: wire.ServiceCall) -> tuple[bool, bytes]:
@@ -94,6 +94,13 @@ class HintedHandoff:
             return False, b"hint store failed"
         return True, b""
 
+    async def _sync_quietly(self) -> None:
+        try:
+            async with self._sync_lock:
+                await self.cluster.node.sync_worker(self.store.sync)
+        except OSError as e:
+            log.error("event=hint_sync_failed error=%r", str(e))
+
     # -- replay --
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -109,6 +116,7 @@ class HintedHandoff:
                     log.error("event=hint_expire_failed error=%r", str(e))
                     dropped = 0
                 if dropped:
+                    await self._sync_quietly()
                     self.stats["hints_expired"] += dropped
                     log.info("event=hints_expired count=%d window_ms=%d", dropped,
                              self.window_ms)
@@ -152,6 +160,7 @@ class HintedHandoff:
                 await done.wait()
         if acked:
             self.store.ack(target, acked)
+            await self._sync_quietly()  # acks are durable at sync (else replayed again: harmless)
             self.stats["hints_replayed"] += len(acked)
             log.info("event=hints_replayed target=%s count=%d", target, len(acked))
         # Rate limit: a full batch is one second's worth.

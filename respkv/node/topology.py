@@ -27,6 +27,7 @@ import trio
 
 from respkv.cluster.hashing import TOKEN_SPACE
 from respkv.cluster.membership import NodeStatus
+from respkv.cluster.quorum import format_level
 from respkv.cluster.ring import Ring, owned_ranges, transfer_plan
 
 log = logging.getLogger("respkv.topology")
@@ -99,8 +100,8 @@ class Topology:
                 "generation": own.generation, "peer_address": own.address,
                 "ring_nodes": len(c.ring), "members": len(c.membership), "up_nodes": len(up),
                 "n_replicas": c.settings.n, "n_effective": c.effective_n(),
-                "read_consistency": str(c.settings.read_level),
-                "write_consistency": str(c.settings.write_level),
+                "read_consistency": format_level(c.settings.read_level),
+                "write_consistency": format_level(c.settings.write_level),
                 "hints_pending": self.hints()["total_pending"],
                 "repair": self.repair_op.state, "decommission": self.decommission_op.state}
 
