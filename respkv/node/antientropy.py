@@ -21,11 +21,14 @@ One exchange, of range ``R`` between this node (the initiator) and replica ``P``
    one exchange both replicas hold the sync of both versions of every key of ``R``.
 
 Trees are **rebuilt per exchange from a scan**, not kept incrementally. Measured
-(``bench/bench_antientropy.py``): the scan-and-hash of a range costs ~1-2 us per key, i.e. a
-fraction of a second for 100k keys, paid once per exchange in pages with checkpoints, while an
-incremental tree would cost a hook on every replica write (the hot path), memory for the trees
-of every range this node replicates at all times, and invalidation whenever the ring changes.
-Hence no ``on_local_write`` hook is needed. Memory per exchange: the local accumulator and tree
+(``bench/bench_antientropy.py``, LSM engine, 100k keys): the scan-and-hash costs ~10 us per key
+(hashing ~1 us of it, the rest the engine's scan), ~1 s per 100k keys on each side, paid per
+exchange in pages with checkpoints; at the default interval (one range, about 1/16 of what two
+nodes share, per minute) that is ~1% of a core for a node holding a million keys. An
+incremental tree would move ~1 us to every replica write (the hot path: the old version's
+digest, the token's leaf), hold the trees of every range this node replicates in memory at all
+times (~5 MB each at 2**16 leaves), and be invalidated by every ring change. Hence no
+``on_local_write`` hook is needed. Memory per exchange: the local accumulator and tree
 (~1 MB of pointers at most) and the peer digests of at most 256 divergent leaves; per peer
 session on the serving side the same, at most ``MAX_SESSIONS`` sessions (least recently used
 evicted, idle ones dropped after ``SESSION_IDLE_MS``).
@@ -142,7 +145,9 @@ class AntiEntropy:
     def exchange_targets(self, up_only: bool = True) -> list[tuple[TokenRange, str]]:
         """Every (range, peer) this node shares with another replica: per peer, the vnode
         ranges both naturally replicate, merged, cut into pieces at most ``MAX_RANGE_WIDTH``
-        wide. Peers in ring order; only up peers unless ``up_only`` is false."""
+        wide. Peers in ring order; unless ``up_only`` is false, only peers that are up or whose
+        link is connected (a peer whose heartbeats are late is still worth a try: each call has
+        its deadline)."""
         c = self.cluster
         ring = c.ring
         me = c.node_id
@@ -150,7 +155,10 @@ class AntiEntropy:
             return []
         placed = [(r, set(reps)) for r, reps in replica_ranges(ring, self._n(),
                                                                c.settings.replicas_per_dc)]
-        up = c.up_nodes() if up_only else set(ring.nodes)
+        if up_only:
+            up = c.up_nodes() | {p for p, link in c.links.items() if link.connected}
+        else:
+            up = set(ring.nodes)
         out = []
         for peer in ring.nodes:
             if peer == me or peer not in up:

@@ -49,7 +49,8 @@ async def running_nodes(tmp_path: Path, count: int, **settings: Any) -> AsyncIte
                      request_timeout_ms=2000, hinted_handoff=False,
                      anti_entropy_interval_ms=0, **settings)
         node = Node(cfg, engine=MemoryEngine(), rng=random.Random(i))
-        node.cluster.antientropy = AntiEntropy(node.cluster)
+        if getattr(node.cluster, "antientropy", None) is None:  # not wired by the Cluster
+            node.cluster.antientropy = AntiEntropy(node.cluster)
         nodes.append(node)
     async with trio.open_nursery() as nursery:
         try:
