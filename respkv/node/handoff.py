@@ -160,8 +160,8 @@ class HintedHandoff:
                 await done.wait()
         if acked:
             self.store.ack(target, acked)
-            await self._sync_quietly()  # acks are durable at sync (else replayed again: harmless)
             self.stats["hints_replayed"] += len(acked)
+            await self._sync_quietly()  # acks are durable at sync (else replayed again: harmless)
             log.info("event=hints_replayed target=%s count=%d", target, len(acked))
         # Rate limit: a full batch is one second's worth.
         spent = trio.current_time() - t0
