@@ -431,6 +431,7 @@ class Cluster:
         self.handoff: Any = None  # HintedHandoff when hinted_handoff is on (opened in run)
         # Set by the streaming service: pulls this node's future ranges while it is JOINING.
         self.bootstrap: Callable[[], Any] | None = lambda: streaming.bootstrap(self)
+        self.bootstrap_figures: dict[str, Any] = {}
         self.pending_ring: Ring | None = None
         self._derive_rings(self.gossip.membership)
         self._persist_own()
@@ -595,7 +596,7 @@ class Cluster:
         if others and self.bootstrap is not None:
             log.info("event=bootstrap_start node=%s members=%d", self.node_id, len(others))
             await trio.sleep(3 * interval)  # RING_DELAY: every coordinator sees us JOINING
-            await self.bootstrap()
+            self.bootstrap_figures = dict(await self.bootstrap())
             log.info("event=bootstrap_done node=%s", self.node_id)
         g.set_status(NodeStatus.NORMAL)
         log.info("event=member_normal node=%s ring_nodes=%d", self.node_id, len(self.ring))
@@ -1152,6 +1153,8 @@ class Cluster:
         if ae is not None and hasattr(ae, "statistics"):
             out.update(ae.statistics())
         out.update(self.rr_stats)
+        for k, val in self.bootstrap_figures.items():
+            out[f"bootstrap_{k}"] = val
         return out
 
     async def stream_ranges(self, plan: Any, progress: Any = None) -> dict[str, Any]:

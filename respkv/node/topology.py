@@ -184,7 +184,8 @@ class Topology:
             raise RuntimeError("range streaming is not available on this node")
         figures = dict(await stream(plan, op.progress))
         c.gossip.set_status(NodeStatus.LEFT)
-        log.info("event=decommission_streamed node=%s transfers=%d", c.node_id, len(plan))
+        log.info("event=decommission_streamed node=%s transfers=%d keys=%d bytes=%d", c.node_id,
+                 len(plan), figures.get("keys", 0), figures.get("bytes", 0))
         await trio.sleep(self.ring_delay_s)  # let LEFT spread before we go
         figures["transfers"] = len(plan)
         c.node.request_shutdown()

@@ -64,6 +64,16 @@ class LocalCluster:
                 "--request-timeout-ms", "1000", "--gossip-interval-ms", "100", *seeds,
                 *self.extra, *self.per_node.get(i, [])]
 
+    def add_node(self) -> int:
+        """Start one more node (id ``n{len}``) seeded with every existing node; it joins the
+        running cluster (bootstraps). Returns its index."""
+        self.ports.append(free_port())
+        self.nodes.append(None)
+        i = len(self.ports) - 1
+        self.start(i)
+        wait_for_port(self.ports[i])
+        return i
+
     def start(self, i: int) -> ServerProcess:
         data_dir = os.path.join(self.root, f"n{i}")
         os.makedirs(data_dir, exist_ok=True)
