@@ -33,7 +33,9 @@ def server_ssl_context(config: Config) -> ssl.SSLContext:
     """The server context from the tls_* settings; OSError naming the setting on any problem."""
     if not config.tls_cert_file or not config.tls_key_file:
         raise OSError("tls_port is set: tls_cert_file and tls_key_file are required")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # A bare server context: only tls_ca_cert_file's CAs may vouch for client certificates
+    # (create_default_context would also trust the system's CAs for client auth).
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         ctx.load_cert_chain(config.tls_cert_file, config.tls_key_file)
