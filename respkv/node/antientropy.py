@@ -21,11 +21,11 @@ One exchange, of range ``R`` between this node (the initiator) and replica ``P``
    one exchange both replicas hold the sync of both versions of every key of ``R``.
 
 Trees are **rebuilt per exchange from a scan**, not kept incrementally. Measured
-(``bench/bench_antientropy.py``, LSM engine, 100k keys): the scan-and-hash costs ~10 us per key
-(hashing ~1 us of it, the rest the engine's scan), ~1 s per 100k keys on each side, paid per
+(``bench/bench_antientropy.py``, LSM engine, 100k keys): the scan-and-hash costs ~10-13 us per
+key (hashing 2-4 us of it, the rest the engine's scan), ~1 s per 100k keys on each side, paid per
 exchange in pages with checkpoints; at the default interval (one range, about 1/16 of what two
 nodes share, per minute) that is ~1% of a core for a node holding a million keys. An
-incremental tree would move ~1 us to every replica write (the hot path: the old version's
+incremental tree would move ~2-4 us to every replica write (the hot path: the old version's
 digest, the token's leaf), hold the trees of every range this node replicates in memory at all
 times (~5 MB each at 2**16 leaves), and be invalidated by every ring change. Hence no
 ``on_local_write`` hook is needed. Memory per exchange: the local accumulator and tree
