@@ -1155,6 +1155,7 @@ class Cluster:
         out.update(self.rr_stats)
         for k, val in self.bootstrap_figures.items():
             out[f"bootstrap_{k}"] = val
+        out.update(self.stream_service.stats)
         return out
 
     async def stream_ranges(self, plan: Any, progress: Any = None) -> dict[str, Any]:

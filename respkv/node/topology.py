@@ -28,9 +28,15 @@ import trio
 from respkv.cluster.hashing import TOKEN_SPACE
 from respkv.cluster.membership import NodeStatus
 from respkv.cluster.quorum import format_level
-from respkv.cluster.ring import Ring, owned_ranges, transfer_plan
+from respkv.cluster.ring import Ring, owned_ranges
 
 log = logging.getLogger("respkv.topology")
+
+
+def plan_sends(*args: Any) -> Any:
+    from respkv.node.streaming import plan_sends as impl  # streaming imports the cluster layer
+
+    return impl(*args)
 
 
 class Operation:
@@ -175,10 +181,7 @@ class Topology:
         log.info("event=decommission_start node=%s", c.node_id)
         await trio.sleep(self.ring_delay_s)
         new = c.pending_ring if c.pending_ring is not None else old
-        plan = [t for t in transfer_plan(old, new, c.settings.n, c.settings.replicas_per_dc)
-                if t.from_node == c.node_id or c.node_id in t.sources]
-        # Every range this node replicates that changes owner: sent by us (we hold it).
-        plan = [t for t in plan if t.to_node != c.node_id]
+        plan = plan_sends(old, new, c.node_id, c.settings)  # every N in use (per prefix too)
         stream = getattr(c, "stream_ranges", None)
         if stream is None:
             raise RuntimeError("range streaming is not available on this node")
