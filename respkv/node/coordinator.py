@@ -74,6 +74,7 @@ from respkv.commands.errors import CommandError
 from respkv.config import Config, ConfigError
 from respkv.node import streaming
 from respkv.node.antientropy import AntiEntropy
+from respkv.node.metrics import observe_us
 from respkv.node.gossip import STATE_FILE, Gossiper, load_state, save_state
 from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
 from respkv.node.replica import LocalReplica
@@ -448,6 +449,7 @@ class Cluster:
         self.speculative_s = max(0.005, self.timeout_s / 10)
         # (kind, level) -> [calls, failures, total usec]
         self.level_stats: dict[tuple[str, str], list[int]] = {}
+        self.level_hists: dict[tuple[str, str], list[int]] = {}  # latency histograms (metrics)
         # Services callable by peers with ``C`` (wire.md, "Service calls"): name -> handler
         # taking the ServiceCall and returning (ok, payload); synchronous and bounded.
         self.services: dict[bytes, Callable[[wire.ServiceCall], tuple[bool, bytes]]] = {}
@@ -826,10 +828,13 @@ class Cluster:
                 op.check(k)
             if failed is None and k.tracker.outcome() is Outcome.FAILED:
                 failed = k
-        st = self.level_stats.setdefault((kind, format_level(level)), [0, 0, 0])
+        key = (kind, format_level(level))
+        st = self.level_stats.setdefault(key, [0, 0, 0])
+        us = (self.node.perf_ns() - t0) // 1000
         st[0] += 1
         st[1] += failed is not None
-        st[2] += (self.node.perf_ns() - t0) // 1000
+        st[2] += us
+        observe_us(self.level_hists, key, us)
         return failed
 
     async def _quorum_read(self, db: int, keys: list[bytes], level: Level,

@@ -31,3 +31,7 @@ def test_metrics_per_consistency_level() -> None:
     assert lines['respkv_coordinator_requests_total{kind="read",level="quorum"}'] >= 20
     assert lines['respkv_coordinator_failed_total{kind="write",level="quorum"}'] == 0
     assert lines['respkv_coordinator_time_seconds_total{kind="read",level="quorum"}'] > 0
+    # per-level latency histograms: cumulative buckets ending at +Inf == the count
+    count = lines['respkv_coordinator_duration_seconds_count{kind="write",level="quorum"}']
+    assert count >= 20
+    assert lines['respkv_coordinator_duration_seconds_bucket{kind="write",level="quorum",le="+Inf"}'] == count
