@@ -45,18 +45,19 @@ _HELP = (
     "    Contact a seed and join its cluster.",
 )
 
-_registered = False
+_spec: Any = None
 
 
-def register() -> None:
-    """Add RESPKV to the command table (idempotent; cluster mode only)."""
-    global _registered
-    if _registered:
+def register(table: Any) -> None:
+    """Add RESPKV to ``table`` (a cluster node's own command table)."""
+    global _spec
+    if _spec is not None:
+        table.register(_spec)
         return
     from respkv.commands.server import Container, help_reply
 
     c = Container("respkv", -2, "cluster", "Operate a respkv cluster node (respkv admin)",
-                  "respkv", flags="admin loading stale")
+                  "respkv", flags="admin loading stale", table=None)
     c.sub("status", 2, "admin loading stale", "This node's cluster status", "respkv")(
         respkv_status)
     c.sub("ring", 2, "admin loading stale", "The ring's members and their ownership",
@@ -69,7 +70,8 @@ def register() -> None:
     c.sub("join", 3, "admin", "Join a cluster through a seed", "respkv")(respkv_join)
     c.sub("help", 2, "loading stale", "Show helpful text about the different subcommands",
           "respkv")(lambda client, args: help_reply("RESPKV", _HELP))
-    _registered = True
+    _spec = c.spec
+    table.register(_spec)
 
 
 def _cluster(client: Client) -> Any:

@@ -32,13 +32,14 @@ def cmd(*a: Any, **kw: Any) -> Any:
     return deco
 
 
-def register(table: Any = TABLE) -> None:
-    """Add CONSISTENCY and SIBLINGS to ``table``, and RESPKV (admin_cmds) (idempotent)."""
+def register(table: Any) -> None:
+    """Add CONSISTENCY, SIBLINGS and RESPKV (admin_cmds) to ``table``, a cluster node's own
+    copy of TABLE (idempotent); the shared TABLE keeps exactly redis-server's commands."""
     for a, kw, fn in _commands:
         table.command(*a, **kw)(fn)
     from respkv.commands import admin_cmds
 
-    admin_cmds.register()
+    admin_cmds.register(table)
 
 _READ_WORDS = (b"READ", b"R")
 _WRITE_WORDS = (b"WRITE", b"W")

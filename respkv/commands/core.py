@@ -100,6 +100,13 @@ class CommandTable:
             spec = self.specs.get(name.lower())
         return spec
 
+    def copy(self) -> CommandTable:
+        """A table with the same commands; registering into it leaves this one unchanged (a
+        cluster node adds its commands to its own copy, never to the shared TABLE)."""
+        t = CommandTable()
+        t.specs = dict(self.specs)
+        return t
+
     def unique(self) -> list[CommandSpec]:
         seen: dict[str, CommandSpec] = {}
         for s in self.specs.values():
@@ -171,6 +178,7 @@ class ServerState:
         run_id: str = "0" * 40,
         rng: Any = None,
     ) -> None:
+        self.table = TABLE  # the commands this server runs (a cluster node: its own copy)
         self.config = config
         # Randomness for RANDOMKEY and the like: any object with .random() and .randrange(n);
         # the node passes a random.Random(), tests a seeded one; None means "first choice".

@@ -130,7 +130,7 @@ class Container:
     def __init__(
         self, name: str, arity: int, group: str, summary: str, since: str,
         complexity: str = "Depends on subcommand.", flags: str = "", acl: str = "",
-        bare: Handler | None = None,
+        bare: Handler | None = None, table: Any = TABLE,
     ) -> None:
         self.name = name
         self.group = group
@@ -141,7 +141,8 @@ class Container:
             name, arity, tuple(flags.split()), 0, 0, 0, handler=self.dispatch, group=group,
             summary=summary, since=since, complexity=complexity, subcommands=self.subs,
         )
-        TABLE.register(self.spec)
+        if table is not None:
+            table.register(self.spec)
 
     def sub(
         self, name: str, arity: int, flags: str, summary: str, since: str,
@@ -382,23 +383,23 @@ def command_docs(spec: CommandSpec) -> dict[bytes, Any]:
     return doc
 
 
-def lookup_full_name(name: bytes) -> CommandSpec | None:
+def lookup_full_name(name: bytes, table: Any = TABLE) -> CommandSpec | None:
     """A command by name, or a subcommand by "container|sub" (case-insensitive)."""
     if b"|" in name:
         container, _, sub = name.partition(b"|")
-        spec = TABLE.lookup(container)
+        spec = table.lookup(container)
         if spec is None or not spec.subcommands:
             return None
         return spec.subcommands.get(sub.lower().decode("utf-8", "replace"))
-    return TABLE.lookup(name)
+    return table.lookup(name)
 
 
-def all_commands() -> list[CommandSpec]:
-    return TABLE.unique()
+def all_commands(table: Any = TABLE) -> list[CommandSpec]:
+    return table.unique()
 
 
 def _command_bare(client: Client, args: list[bytes]) -> Any:
-    return encode_tree([command_info(s) for s in all_commands()], client.resp3)
+    return encode_tree([command_info(s) for s in all_commands(client.server.table)], client.resp3)
 
 
 COMMAND = Container(
@@ -413,7 +414,7 @@ _CMD_ACL = "@connection"
 
 @COMMAND.sub("count", 2, _CMD_FLAGS, "Get total number of Redis commands", "2.8.13", acl=_CMD_ACL)
 def command_count(client: Client, args: list[bytes]) -> Any:
-    return len(all_commands())
+    return len(all_commands(client.server.table))
 
 
 @COMMAND.sub(
@@ -427,7 +428,7 @@ def command_info_cmd(client: Client, args: list[bytes]) -> Any:
         return _command_bare(client, args)
     out: list[Any] = []
     for name in args[2:]:
-        spec = lookup_full_name(name)
+        spec = lookup_full_name(name, client.server.table)
         out.append(None if spec is None else command_info(spec))
     return encode_tree(out, client.resp3)
 
@@ -439,9 +440,9 @@ def command_info_cmd(client: Client, args: list[bytes]) -> Any:
 )
 def command_docs_cmd(client: Client, args: list[bytes]) -> Any:
     if len(args) == 2:
-        specs = all_commands()
+        specs = all_commands(client.server.table)
     else:
-        specs = [s for s in (lookup_full_name(n) for n in args[2:]) if s is not None]
+        specs = [s for s in (lookup_full_name(n, client.server.table) for n in args[2:]) if s is not None]
     return {s.name.encode(): command_docs(s) for s in specs}
 
 
@@ -469,17 +470,17 @@ def _list_filter(args: list[bytes]) -> Callable[[CommandSpec], bool]:
 def command_list(client: Client, args: list[bytes]) -> Any:
     keep = _list_filter(args)
     out: list[bytes] = []
-    for spec in all_commands():
+    for spec in all_commands(client.server.table):
         for s in (spec, *(spec.subcommands or {}).values()):
             if keep(s):
                 out.append(s.name.encode())
     return out
 
 
-def _getkeys_spec(args: list[bytes]) -> tuple[CommandSpec, list[bytes]]:
+def _getkeys_spec(args: list[bytes], table: Any = TABLE) -> tuple[CommandSpec, list[bytes]]:
     """The spec COMMAND GETKEYS[ANDFLAGS] applies to ``args[2:]``, arity-checked."""
     target = args[2:]
-    spec = TABLE.lookup(target[0])
+    spec = table.lookup(target[0])
     if spec is not None and spec.subcommands is not None and len(target) >= 2:
         sub = spec.subcommands.get(target[1].lower().decode("utf-8", "replace"))
         if sub is not None:
@@ -520,7 +521,7 @@ def _keys_with_specs(spec: CommandSpec, target: list[bytes]) -> list[tuple[bytes
     "O(N) where N is the number of arguments to the command", acl=_CMD_ACL,
 )
 def command_getkeys(client: Client, args: list[bytes]) -> Any:
-    spec, target = _getkeys_spec(args)
+    spec, target = _getkeys_spec(args, client.server.table)
     return [k for k, _ in _keys_with_specs(spec, target)]
 
 
@@ -529,7 +530,7 @@ def command_getkeys(client: Client, args: list[bytes]) -> Any:
     "7.0.0", "O(N) where N is the number of arguments to the command", acl=_CMD_ACL,
 )
 def command_getkeysandflags(client: Client, args: list[bytes]) -> Any:
-    spec, target = _getkeys_spec(args)
+    spec, target = _getkeys_spec(args, client.server.table)
     out = [[k, SetReply(SimpleString(f) for f in flags)] for k, flags in _keys_with_specs(spec, target)]
     return encode_tree(out, client.resp3)
 

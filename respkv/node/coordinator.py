@@ -460,7 +460,8 @@ class Cluster:
         # registers the ae_* and stream/fetch services.
         self.antientropy = AntiEntropy(self)
         node.state.cluster = self
-        cluster_cmds.register()
+        node.state.table = node.state.table.copy()  # this node's own table, plus:
+        cluster_cmds.register(node.state.table)
         node.state.info_providers["cluster"] = self.info
         node.state.info_providers["hints"] = self._hints_info
         node.state.info_providers["repair"] = self._repair_info

@@ -332,8 +332,8 @@ class Node:
         engine = self.engine
         cfg = self.config
         parser = RequestParser(cfg.proto_max_bulk_len)
-        specs = TABLE.specs
-        lookup = TABLE.lookup
+        specs = state.table.specs
+        lookup = state.table.lookup
         perf = self.perf_ns
         cmdstats = state.cmdstats
         hists = self.latency.hists

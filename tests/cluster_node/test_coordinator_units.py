@@ -258,3 +258,22 @@ async def test_a_link_to_a_silent_peer_is_bounded(monkeypatch) -> None:  # type:
         assert all(ids[:10]) and ids[10:] == [0] * 5
         assert link.statistics()["outstanding"] == 10
         nursery.cancel_scope.cancel()
+
+
+def test_cluster_commands_live_in_the_cluster_nodes_own_table(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A cluster node adds CONSISTENCY, SIBLINGS and RESPKV to its own copy of the command
+    table: the shared TABLE (single nodes, COMMAND output) stays redis-server's."""
+    from respkv.config import Config
+    from respkv.node.server import Node
+    from respkv.storage.memory import MemoryEngine
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    cfg = Config(engine="memory", port=0, node_id="solo", cluster_secret_file=str(secret),
+                 dir=str(tmp_path / "d"))
+    node = Node(cfg, engine=MemoryEngine())
+    for name in (b"consistency", b"siblings", b"respkv"):
+        assert node.state.table.lookup(name) is not None
+        assert TABLE.lookup(name) is None
+    plain = Node(Config(engine="memory", port=0), engine=MemoryEngine())
+    assert plain.state.table is TABLE
