@@ -87,7 +87,7 @@ class LocalCluster:
     def info(self, i: int) -> dict[str, Any]:
         return self.client(i).info("cluster")
 
-    def wait_converged(self, live: list[int] | None = None, timeout: float = 20.0) -> None:
+    def wait_converged(self, live: list[int] | None = None, timeout: float = 60.0) -> None:
         """Every live node has every other live node up (and a ring of all nodes)."""
         live = live if live is not None else [i for i, p in enumerate(self.nodes) if p is not None]
 
