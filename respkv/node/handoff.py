@@ -108,7 +108,7 @@ class HintedHandoff:
         while True:
             await trio.sleep(REPLAY_PERIOD_S)
             now = trio.current_time()
-            if now - last_expire >= EXPIRE_PERIOD_S:
+            if now - last_expire >= min(EXPIRE_PERIOD_S, self.window_ms / 2000):
                 last_expire = now
                 try:
                     dropped = self.store.expire(self.cluster.node.clock_ms(), self.window_ms)

@@ -72,3 +72,14 @@ def test_with_hinted_handoff_off_the_write_needs_natural_replicas(make_cluster) 
         c.client(0).execute_command("SET", key, "x", "W", "ALL")
     assert c.client(0).execute_command("SET", key, "x", "W", "QUORUM")
     assert c.client(0).info("hints")["hinted_handoff"] == 0
+
+
+def test_hints_expire_after_the_window(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    c: LocalCluster = make_cluster(4, "--max-hint-window-ms", "1500", engine="memory")
+    key = key_on("n3", 4, not_on="n0", prefix="e")
+    c.kill(3)
+    c.wait_converged([0, 1, 2])
+    assert c.client(0).execute_command("SET", key, "late", "W", "ALL")
+    assert c.info(0)["hints_pending"] == 1
+    wait_until(lambda: c.info(0)["hints_pending"] == 0, 15, "the hint expired")
+    assert c.info(0)["hints_expired"] == 1 and c.info(0)["hints_replayed"] == 0
