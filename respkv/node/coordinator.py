@@ -74,6 +74,7 @@ from respkv.commands.errors import CommandError
 from respkv.config import Config, ConfigError
 from respkv.node import streaming
 from respkv.node.antientropy import AntiEntropy
+from respkv.node.keyscan import KeyScan
 from respkv.node.metrics import observe_us
 from respkv.node.gossip import STATE_FILE, Gossiper, load_state, save_state
 from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
@@ -89,11 +90,9 @@ UP_CACHE_NS = 20_000_000  # how long a computed up-set is reused (links changing
 PLAN_CACHE_MAX = 65536
 
 # Commands that need the whole keyspace, which no node holds: a clear error, not a partial lie.
+# (KEYS, SCAN, DBSIZE and RANDOMKEY walk every node's keys: respkv/node/keyscan.py.)
+KEYSPACE_WALKS = frozenset({"keys", "scan", "dbsize", "randomkey"})
 WHOLE_KEYSPACE = {
-    "keys": "the keyspace is spread over the cluster (no node holds all keys)",
-    "scan": "the keyspace is spread over the cluster (no node holds all keys)",
-    "dbsize": "the keyspace is spread over the cluster (no node holds all keys)",
-    "randomkey": "the keyspace is spread over the cluster (no node holds all keys)",
     "flushdb": "a cluster-wide flush is not implemented",
     "flushall": "a cluster-wide flush is not implemented",
     "swapdb": "databases cannot be swapped across replicas",
@@ -231,7 +230,7 @@ def strip_levels(spec: CommandSpec, args: list[bytes]) -> tuple[list[bytes], Lev
     original = args
     for _ in range(2):
         n = len(args)
-        if n < 4:
+        if n < 3:
             break
         word = args[-2].upper()
         if word != b"R" and word != b"W":
@@ -459,6 +458,7 @@ class Cluster:
         # Merkle anti-entropy and range streaming (respkv/node/antientropy.py, streaming.py):
         # registers the ae_* and stream/fetch services.
         self.antientropy = AntiEntropy(self)
+        self.keyscan = KeyScan(self)  # KEYS, SCAN, DBSIZE, RANDOMKEY across the cluster
         node.state.cluster = self
         node.state.table = node.state.table.copy()  # this node's own table, plus:
         cluster_cmds.register(node.state.table)
@@ -722,6 +722,18 @@ class Cluster:
         if spec is None or not client.authenticated:
             return execute(spec, client, args)
         name = spec.name
+        if name in KEYSPACE_WALKS:
+            args, read_level, _ = strip_levels(spec, args)
+            if not spec.arity_ok(len(args)):
+                return execute(spec, client, args)
+            try:
+                return await self.keyscan.execute(
+                    spec, client, args, read_level or client.read_level or self.settings.read_level)
+            except InvalidLevelError as e:
+                return CommandError(E.INVALID_LEVEL % e)
+            except Exception:
+                log.exception("event=command_failed command=%s mode=cluster", name)
+                return CommandError(E.INTERNAL % name)
         if spec.first_key == 0:
             reason = WHOLE_KEYSPACE.get(name)
             if reason is not None:

@@ -67,12 +67,50 @@ def test_every_node_sees_the_same_data(cluster3: LocalCluster) -> None:
 
 def test_whole_keyspace_commands_say_so(cluster3: LocalCluster) -> None:
     c = cluster3.client(0)
-    for cmd in (("KEYS", "*"), ("SCAN", "0"), ("DBSIZE",), ("FLUSHDB",), ("RANDOMKEY",)):
+    for cmd in (("FLUSHDB",), ("FLUSHALL",)):
         with pytest.raises(redis.ResponseError, match="not supported in cluster mode"):
             c.execute_command(*cmd)
     with pytest.raises(redis.ResponseError, match="not atomic across replicas"):
         c.execute_command("RENAME", "a", "b")
     assert c.ping() and c.select(3) if hasattr(c, "select") else True
+
+
+def test_keys_scan_dbsize_randomkey_walk_the_whole_cluster(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster(4, "--n-replicas", "2", engine="memory")
+    a, b = c.client(0), c.client(3)
+    assert a.dbsize() == 0 and a.keys("*") == [] and a.randomkey() is None
+    assert a.scan(0) == (0, [])
+    names = {f"user:{i}".encode() for i in range(300)} | {f"item:{i}".encode() for i in range(200)}
+    pipe = a.pipeline(transaction=False)
+    for k in names:
+        pipe.set(k, "v")
+    pipe.execute()
+    assert a.delete(b"user:7") == 1  # a DEL is seen by every walk (quorum-confirmed)
+    names.discard(b"user:7")
+    assert a.dbsize() == b.dbsize() == 500 - 1
+    assert set(b.keys("*")) == names
+    assert set(a.keys("user:*")) == {k for k in names if k.startswith(b"user:")}
+    assert set(a.keys("item:1?")) == {b"item:%d" % i for i in range(10, 20)}
+    seen: list[bytes] = []
+    cursor, steps = 0, 0
+    while True:
+        cursor, page = b.scan(cursor, count=50)
+        seen += page
+        steps += 1
+        if cursor == 0:
+            break
+    assert set(seen) == names and len(seen) == len(names) and steps > 2
+    assert set(b.scan_iter(match="item:*", count=40)) == {k for k in names if k.startswith(b"item:")}
+    assert a.randomkey() in names
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        a.execute_command("SCAN", "0", "COUNT", "0")
+    c.kill(1)  # one of N=2 down: every range still has an up replica
+    c.wait_converged([0, 2, 3])
+    assert a.execute_command("DBSIZE", "R", "1") == 499  # R=2 of N=2 would need n1
+    c.kill(2)  # two down: some range may have no replica up -- say so, no partial answer
+    c.wait_converged([0, 3])
+    with pytest.raises(redis.ResponseError, match="NOREPLICAS"):
+        a.keys("*")
 
 
 def test_read_your_writes_across_coordinators_when_w_plus_r_exceeds_n(
