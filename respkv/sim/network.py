@@ -39,6 +39,7 @@ from typing import Any
 
 import trio
 
+EPSILON_S = 1e-9
 REQUEST_KINDS = frozenset({b"RR", b"RW", b"CW", b"C", b"PING"})
 
 
@@ -325,7 +326,7 @@ class SimNetwork:
             if p.reset_p and rng.random() < p.reset_p:
                 self._reset(conn, "loss")
                 return
-            if pipe.scan is not None:
+            if pipe.scan is not None and (p.dup_p or pipe.scan.buf):
                 data = self._maybe_duplicate(pipe, data)
                 if not data:
                     return
@@ -402,12 +403,13 @@ class SimNetwork:
                 self._wake = trio.Event()
                 continue
             at = heap[0][0]
-            if at > trio.current_time():
+            # (a tolerance: the mock clock's jump to ``at`` can land a rounding error short)
+            if at > trio.current_time() + EPSILON_S:
                 with trio.move_on_at(at):
                     await self._wake.wait()
                 self._wake = trio.Event()
                 continue
-            while heap and heap[0][0] <= trio.current_time():
+            while heap and heap[0][0] <= trio.current_time() + EPSILON_S:
                 _, _, pipe, piece = heapq.heappop(heap)
                 self._deliver(pipe, piece)
             await trio.lowlevel.checkpoint()
@@ -417,8 +419,9 @@ class SimNetwork:
 
 
 class _FrameScanner:
-    """Splits a byte stream into complete RESP frames (arrays of bulk strings, or any single
-    line); returns ``(frame_bytes, first_element)`` for each complete one."""
+    """Splits a byte stream into complete RESP frames (arrays of bulk strings); returns
+    ``(frame_bytes, first_element)`` for each complete one. Bytes that are not a frame pass
+    through at once (first element ``b""``); a partial frame waits for the rest."""
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -434,13 +437,13 @@ class _FrameScanner:
 
     def _one(self) -> tuple[bytes, bytes] | None:
         buf = self.buf
+        if buf and buf[:1] != b"*":  # not a frame: pass the bytes through as they are
+            frame = bytes(buf)
+            buf.clear()
+            return frame, b""
         nl = buf.find(b"\r\n")
         if nl < 0:
             return None
-        if buf[:1] != b"*":  # not an array: pass the line through as it is
-            frame = bytes(buf[:nl + 2])
-            del buf[:nl + 2]
-            return frame, b""
         try:
             count = int(buf[1:nl])
         except ValueError:
