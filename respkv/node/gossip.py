@@ -128,7 +128,9 @@ class Gossiper:
         d = self.detectors.get(node_id)
         if d is None:
             iv = float(self.interval_ms)
-            d = PhiAccrualDetector(min_std_dev_ms=max(iv / 4, 1.0), acceptable_pause_ms=iv,
+            # Akka's proportions: a pause of 3 intervals is acceptable, the spread never below
+            # half an interval (heartbeats travel through random exchanges, so they jitter).
+            d = PhiAccrualDetector(min_std_dev_ms=max(iv / 2, 1.0), acceptable_pause_ms=3 * iv,
                                    first_heartbeat_estimate_ms=iv, threshold=self.threshold)
             self.detectors[node_id] = d
         return d
@@ -196,8 +198,19 @@ class Gossiper:
 
     # -- the owner task --
     def choose_peer(self) -> str | None:
+        """A random live peer; with probability ``1 / (live + 1)`` a random unreachable one
+        instead (Cassandra's Gossiper), so a node that comes back is heard of without live
+        peers' rounds stalling on dead ones."""
         linked = [n for n in self._linked() if n != self.node_id]
-        return M.choose_gossip_peer(self.membership, self.node_id, self.rng, extra=linked)
+        pick = M.choose_gossip_peer(self.membership, self.node_id, self.rng, extra=linked)
+        if pick is None:
+            return None
+        candidates = sorted(set(M.gossip_candidates(self.membership, self.node_id)) | set(linked))
+        live = [n for n in candidates if self.is_up(n)]
+        dead = [n for n in candidates if not self.is_up(n)]
+        if dead and (not live or self.rng.random() < 1 / (len(live) + 1)):
+            return dead[self.rng.randrange(len(dead))]
+        return live[self.rng.randrange(len(live))] if live else pick
 
     async def exchange(self, peer: str) -> bool:
         timeout = max(self.interval_ms / 1000, 0.2)
@@ -220,16 +233,28 @@ class Gossiper:
         return True
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Rounds at a steady pace: each exchange runs in its own task, so a slow or silent
+        peer never delays the next heartbeat (one exchange in flight per peer)."""
         task_status.started()
-        while True:
-            jitter = 0.75 + self.rng.random() / 2  # desynchronise nodes started together
-            await trio.sleep(self.interval_ms * jitter / 1000)
-            self.rounds += 1
-            self._adopt(M.heartbeat(self.membership, self.node_id))
-            peer = self.choose_peer()
-            if peer is not None:
+        in_flight: set[str] = set()
+
+        async def exchange(peer: str) -> None:
+            try:
                 await self.exchange(peer)
-            self.check_transitions()
+            finally:
+                in_flight.discard(peer)
+
+        async with trio.open_nursery() as nursery:
+            while True:
+                jitter = 0.75 + self.rng.random() / 2  # desynchronise nodes started together
+                await trio.sleep(self.interval_ms * jitter / 1000)
+                self.rounds += 1
+                self._adopt(M.heartbeat(self.membership, self.node_id))
+                peer = self.choose_peer()
+                if peer is not None and peer not in in_flight:
+                    in_flight.add(peer)
+                    nursery.start_soon(exchange, peer)
+                self.check_transitions()
 
     def statistics(self) -> dict[str, Any]:
         return {"gossip_rounds": self.rounds, "gossip_exchanges_failed": self.exchanges_failed,
