@@ -1053,15 +1053,13 @@ class Cluster:
                                   extra)
                 else:
                     # Every natural replica is down: the dot is made here and every copy is a
-                    # hint (Dynamo §4.6); the replicas get it by hinted handoff.
-                    base = seen if seen is not None else EMPTY
-                    now = self.node.clock_ms()
-                    new = (V.overwrite(base, self.node_id, value, timestamp_ms=now,
-                                       expire_at_ms=expire) if context is None else
-                           V.update(base, context, self.node_id, value, timestamp_ms=now,
-                                    expire_at_ms=expire))
-                    self._replicate(op, k, p.contacts, db, key, V.encode_sibling_set(new),
-                                    timeout_ms, hints, extra)
+                    # hint (Dynamo §4.6); the replicas get it by hinted handoff. The dot comes
+                    # from this node's own stored copy of the key (kept although it is not a
+                    # replica), so two such writes never reuse a dot -- a reused dot makes
+                    # replicas keep one write and drop the other (found by the simulation,
+                    # seed 98).
+                    _, data = self.replica.coordinate(db, key, value, expire, context, seen)
+                    self._replicate(op, k, p.contacts, db, key, data, timeout_ms, hints, extra)
             op.check(k)
         failed = await self._wait(op, "write", level)
         if op.local_hints:  # hints this node took count toward W once durable: before the reply
