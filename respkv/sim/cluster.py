@@ -51,12 +51,12 @@ PEER_PORT = 17000
 SECRET = b"respkv simulation cluster secret\n"
 FORM_DEADLINE_S = 60.0
 HEAL_DEADLINE_S = 60.0
-CLIENT_SLACK_S = 1.0
+CLIENT_SLACK_S = 1.0  # a client gives up this long after the node's request timeout
 ANTI_ENTROPY_INTERVAL_MS = 1000
 # After the heal: how long hinted handoff (and anti-entropy, on nodes that run it) get to make
 # the replicas converge on their own before the R=ALL reads repair what is left.
 PASSIVE_S = 3.0
-PASSIVE_ANTI_ENTROPY_S = 15.0  # a client gives up this long after the node's request timeout
+PASSIVE_ANTI_ENTROPY_S = 8.0
 
 
 class NodeCrashed(OSError):
@@ -75,6 +75,7 @@ class SimResult:
     virtual_s: float = 0.0
     digest: str = ""
     inline_thread_calls: int = 0
+    passive: bool = False  # converged by hinted handoff / anti-entropy alone (no R=ALL reads)
 
     @property
     def ok(self) -> bool:
@@ -573,4 +574,4 @@ def run_plan(plan: Plan, *, check_stale: bool | None = None) -> SimResult:
     violations = check(sim.history, stale_reads=stale) if not sim.harness_errors else []
     return SimResult(plan, sim.history, sim.trace, violations, sim.harness_errors,
                      handler.records, sim.net.statistics(), sim.end_s, sim.final_digest,
-                     calls[0])
+                     calls[0], sim.passive)

@@ -49,8 +49,9 @@ class Campaign:
 
     def summary(self) -> str:
         t = self.totals()
-        conv = [r.history.convergence_ms() for r in self.results]
-        conv_ok = sorted(c for c in conv if c is not None)
+        conv_ok = sorted(c for r in self.results if (c := r.history.convergence_ms()) is not None)
+        passive = sorted(c for r in self.results if r.passive
+                         and (c := r.history.convergence_ms()) is not None)
         virtual = sum(r.virtual_s for r in self.results)
         faults = {k[6:]: v for k, v in sorted(t.items()) if k.startswith("fault_")}
         ops = {k: v for k, v in sorted(t.items()) if not k.startswith("fault_") and k != "ops"}
@@ -62,7 +63,10 @@ class Campaign:
         ]
         if conv_ok:
             lines.append(f"convergence after the heal: median {conv_ok[len(conv_ok) // 2]:.0f} ms,"
-                         f" max {conv_ok[-1]:.0f} ms")
+                         f" max {conv_ok[-1]:.0f} ms; {len(passive)} of {len(conv_ok)} seeds by "
+                         "hinted handoff and anti-entropy alone"
+                         + (f" (median {passive[len(passive) // 2]:.0f} ms, max {passive[-1]:.0f}"
+                            " ms)" if passive else "") + ", the others after the R=ALL reads")
         if self.failed:
             lines.append("failed seeds: " + " ".join(str(r.plan.seed) for r in self.failed))
         return "\n".join(lines)
@@ -81,7 +85,8 @@ def seed_line(r: SimResult, seconds: float) -> str:
     errors = f" node_errors={len(r.node_errors)}" if r.node_errors else ""
     return (f"seed {r.plan.seed:>6} {r.plan.describe()} | ops {c['ops']} (ok/unknown/fail) "
             f"{' '.join(parts)} | faults {faults} | converged "
-            f"{'-' if conv is None else f'{conv:.0f} ms'}{errors} | {verdict} ({seconds:.2f} s)")
+            f"{'-' if conv is None else f'{conv:.0f} ms'}{'' if r.passive else ' (R=ALL)'}"
+            f"{errors} | {verdict} ({seconds:.2f} s)")
 
 
 def minimal_trace(r: SimResult, context_ops: int = 4) -> list[str]:
