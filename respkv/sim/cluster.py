@@ -553,8 +553,8 @@ def run_plan(plan: Plan, *, check_stale: bool | None = None) -> SimResult:
     orig_to_thread = trio.to_thread.run_sync
 
     async def inline_to_thread(fn: Callable[..., Any], *args: Any, **_: Any) -> Any:
-        # Stop-gap for node code that still calls trio.to_thread directly (hint fsyncs): run
-        # it inline, as the node's sync_worker does, so that no thread races the mock clock.
+        # A guard for node code that calls trio.to_thread directly instead of node.sync_worker
+        # (none today): run it inline, so that no thread races the mock clock; counted.
         calls[0] += 1
         await trio.lowlevel.checkpoint()
         return fn(*args)
