@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 def stale_replica(c: LocalCluster, key: str) -> None:
     """n2 misses a write of ``key`` (killed meanwhile; no hints, no anti-entropy)."""
     a = c.client(0)
-    assert a.set(key, "old")
+    assert a.execute_command("SET", key, "old", "W", "ALL")  # every replica has it
     c.kill(2)
     c.wait_converged([0, 1])
     assert a.set(key, "new")  # W=2: n0 and n1
