@@ -36,7 +36,42 @@ def wait_until(cond: Callable[[], Any], timeout: float = 15.0, what: str = "cond
     raise AssertionError(f"timed out waiting for {what} (last error: {last_exc!r})")
 
 
-class LocalCluster:
+class NodeProcesses:
+    """Process control of a group of respkv servers we started: ``nodes[i]`` is node i's
+    process (None while it is down); kill, pause and resume act on that PID only."""
+
+    nodes: list[ServerProcess | None]
+    paused: set[int]
+
+    def kill(self, i: int) -> None:
+        node = self.nodes[i]
+        assert node is not None
+        node.kill()  # SIGKILL by PID
+        self.nodes[i] = None
+
+    def pause(self, i: int) -> None:
+        node = self.nodes[i]
+        assert node is not None
+        os.kill(node.pid, signal.SIGSTOP)
+        self.paused.add(i)
+
+    def resume(self, i: int) -> None:
+        node = self.nodes[i]
+        assert node is not None
+        try:
+            os.kill(node.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        self.paused.discard(i)
+
+    def resume_all(self) -> None:
+        for i in list(self.paused):
+            if self.nodes[i] is not None:
+                self.resume(i)
+        self.paused.clear()
+
+
+class LocalCluster(NodeProcesses):
     """N respkv processes that list each other as seeds. Node i is ``nodes[i]`` (id ``n{i}``)."""
 
     def __init__(self, n: int, *extra: str, engine: str = "lsm", secret: str = SECRET,
@@ -100,31 +135,12 @@ class LocalCluster:
 
         wait_until(ok, timeout, "the cluster to converge")
 
-    def kill(self, i: int) -> None:
-        node = self.nodes[i]
-        assert node is not None
-        node.kill()
-        self.nodes[i] = None
-
-    def pause(self, i: int) -> None:
-        node = self.nodes[i]
-        assert node is not None
-        os.kill(node.pid, signal.SIGSTOP)
-        self.paused.add(i)
-
-    def resume(self, i: int) -> None:
-        node = self.nodes[i]
-        assert node is not None
-        os.kill(node.pid, signal.SIGCONT)
-        self.paused.discard(i)
-
     def restart(self, i: int) -> None:
         self.start(i)
         wait_for_port(self.ports[i])
 
     def stop(self) -> None:
-        for i in list(self.paused):
-            self.resume(i)
+        self.resume_all()
         for node in self.nodes:
             if node is not None:
                 node.stop()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import tempfile
 import threading
 import time
@@ -34,6 +33,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from respkv.cluster.ring import Ring, natural_replicas
+from respkv.testing.cluster import NodeProcesses
 from respkv.testing.faultproxy import FaultProxy
 from respkv.testing.history import FAIL, History, Op, check
 from respkv.testing.procs import ServerProcess, free_port, start_respkv
@@ -51,7 +51,7 @@ REQUEST_TIMEOUT_MS = 800
 CLIENT_TIMEOUT_S = 3.0
 
 
-class Campaign:
+class Campaign(NodeProcesses):
     """Five nodes behind one FaultProxy; node i is ``n{i}``."""
 
     def __init__(self, rng: random.Random) -> None:
@@ -92,24 +92,6 @@ class Campaign:
         self.nodes[i] = node
         self.started.append(node)
 
-    def kill(self, i: int) -> None:
-        node = self.nodes[i]
-        assert node is not None
-        node.kill()  # SIGKILL by PID
-        self.nodes[i] = None
-
-    def pause(self, i: int) -> None:
-        node = self.nodes[i]
-        assert node is not None
-        os.kill(node.pid, signal.SIGSTOP)
-        self.paused.add(i)
-
-    def resume(self, i: int) -> None:
-        node = self.nodes[i]
-        assert node is not None
-        os.kill(node.pid, signal.SIGCONT)
-        self.paused.discard(i)
-
     def client(self, i: int, timeout: float = CLIENT_TIMEOUT_S) -> redis.Redis:
         return redis.Redis(port=self.ports[i], socket_timeout=timeout,
                            socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
@@ -144,14 +126,7 @@ class Campaign:
         return True
 
     def stop_all(self) -> None:
-        for i in list(self.paused):
-            node = self.nodes[i]
-            if node is not None:
-                try:
-                    os.kill(node.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-        self.paused.clear()
+        self.resume_all()
         for node in self.started:  # every process we started, by PID
             node.stop()
         self.proxy.close()
