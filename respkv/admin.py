@@ -451,28 +451,25 @@ def cmd_admin_status(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_admin_ring(ns: argparse.Namespace) -> int:
-    try:
-        rows = _respkv(ns, "RING")
-    except AdminError as e:
-        return _fail(ns, e)
-    if ns.json:
-        _print_json(rows)
-    else:
-        sys.stdout.write(format_ring(rows))
-    return 0
+def _view(sub: str, render: Any) -> Any:
+    """A read-only admin verb: ``RESPKV <sub>``, printed as JSON or by ``render``."""
+
+    def cmd(ns: argparse.Namespace) -> int:
+        try:
+            data = _respkv(ns, sub)
+        except AdminError as e:
+            return _fail(ns, e)
+        if ns.json:
+            _print_json(data)
+        else:
+            sys.stdout.write(render(data))
+        return 0
+
+    return cmd
 
 
-def cmd_admin_hints(ns: argparse.Namespace) -> int:
-    try:
-        h = _respkv(ns, "HINTS")
-    except AdminError as e:
-        return _fail(ns, e)
-    if ns.json:
-        _print_json(h)
-    else:
-        sys.stdout.write(format_hints(h))
-    return 0
+cmd_admin_ring = _view("RING", format_ring)
+cmd_admin_hints = _view("HINTS", format_hints)
 
 
 def cmd_admin_job(ns: argparse.Namespace) -> int:

@@ -109,19 +109,15 @@ def cmd_config_check(ns: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"respkv: configuration error: {e}", file=sys.stderr)
         return 2
-    if config.tls_port:
-        from respkv.node.tls import server_ssl_context
+    from respkv.node.tls import server_ssl_context
+    from respkv.node.tls_network import peer_ssl_contexts
 
+    checks = [(config.tls_port, server_ssl_context), (config.peer_tls, peer_ssl_contexts)]
+    for enabled, load in checks:  # certificate files load as start-up would load them
+        if not enabled:
+            continue
         try:
-            server_ssl_context(config)
-        except OSError as e:
-            print(f"respkv: configuration error: {ns.file}: {e}", file=sys.stderr)
-            return 2
-    if config.peer_tls:
-        from respkv.node.tls_network import peer_ssl_contexts
-
-        try:
-            peer_ssl_contexts(config)
+            load(config)
         except OSError as e:
             print(f"respkv: configuration error: {ns.file}: {e}", file=sys.stderr)
             return 2
