@@ -69,7 +69,8 @@ async def run(n_nodes: int, n: int, w: int, clients: int, ops: int, engine: str,
         for node in nodes:
             await nursery.start(node.run)
         deadline = trio.current_time() + 30
-        while not all(len(nd.cluster.up_nodes()) == n_nodes for nd in nodes):
+        while not all(len(nd.cluster.up_nodes()) == n_nodes and len(nd.cluster.ring) == n_nodes
+                      for nd in nodes):
             if trio.current_time() > deadline:
                 raise RuntimeError("cluster did not converge")
             await trio.sleep(0.05)

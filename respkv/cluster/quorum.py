@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from respkv.cluster.ring import PreferenceList
@@ -262,34 +262,44 @@ class ReadRepair:
     stale: tuple[str, ...]
 
 
-@dataclass
 class QuorumTracker:
     """Collects the replies to one plan. Owned by the one coordinator task executing the plan;
     not shared. Each contact's first reply counts; later ones for the same node are ignored.
 
     Read replies carry the replica's :class:`SiblingSet` (``EMPTY`` for "not found"); write
     replies carry nothing. :meth:`timeout` marks every contact that has not replied as failed.
+
+    Cost: it runs once per replica reply on the coordinator's hot path, so the overall count
+    (the only requirement of every level but the per-datacenter ones) is kept as counters;
+    per-datacenter requirements take the general path.
     """
 
-    plan: ReplicaPlan
-    _ok: dict[str, SiblingSet] = field(default_factory=dict)
-    _failed: dict[str, str] = field(default_factory=dict)
-    _merged: SiblingSet = EMPTY
+    __slots__ = ("plan", "_ok", "_failed", "_merged", "_contacts", "_required", "_per_dc")
 
-    def __post_init__(self) -> None:
-        if not self.plan.is_available:
+    def __init__(self, plan: ReplicaPlan) -> None:
+        if plan.unavailable is not None:
             raise ValueError("cannot track an unavailable plan")
+        self.plan = plan
+        self._ok: dict[str, SiblingSet] = {}
+        self._failed: dict[str, str] = {}
+        self._merged: SiblingSet = EMPTY
+        self._contacts = plan.contacts
+        self._required = plan.required
+        self._per_dc = bool(plan.required_per_dc)
 
     # -- inputs --
     def ok(self, node: str, versions: SiblingSet | None = None) -> None:
-        if node not in self.plan.contacts or node in self._ok or node in self._failed:
+        if node not in self._contacts or node in self._ok or node in self._failed:
             return
-        got = versions if versions is not None else EMPTY
-        self._ok[node] = got
-        self._merged = sync(self._merged, got)
+        if versions is None or versions is EMPTY:
+            # sync(merged, EMPTY) is merged: a write ack or a "not found" adds nothing
+            self._ok[node] = EMPTY
+            return
+        self._ok[node] = versions
+        self._merged = sync(self._merged, versions)
 
     def error(self, node: str, reason: str = "error") -> None:
-        if node not in self.plan.contacts or node in self._ok or node in self._failed:
+        if node not in self._contacts or node in self._ok or node in self._failed:
             return
         self._failed[node] = reason
 
@@ -299,7 +309,7 @@ class QuorumTracker:
 
     # -- answers --
     def pending_nodes(self) -> tuple[str, ...]:
-        return tuple(n for n in self.plan.contacts if n not in self._ok and n not in self._failed)
+        return tuple(n for n in self._contacts if n not in self._ok and n not in self._failed)
 
     def acked(self) -> tuple[str, ...]:
         return tuple(self._ok)
@@ -308,8 +318,8 @@ class QuorumTracker:
         """The first unmet requirement, counting acks (plus pending contacts if asked)."""
         pending = set(self.pending_nodes()) if count_pending else set()
         got = len(self._ok) + len(pending)
-        if got < self.plan.required:
-            return Failed(self.plan.required, len(self._ok))
+        if got < self._required:
+            return Failed(self._required, len(self._ok))
         for dc, need in self.plan.required_per_dc.items():
             in_dc = sum(1 for n in (*self._ok, *pending) if self.plan.dcs[n] == dc)
             if in_dc < need:
@@ -318,6 +328,14 @@ class QuorumTracker:
         return None
 
     def outcome(self) -> Outcome:
+        if not self._per_dc:
+            ok = len(self._ok)
+            if ok >= self._required:
+                return Outcome.SUCCEEDED
+            # every contact is acked, failed or pending: at most len(contacts) - failed acks
+            if len(self._contacts) - len(self._failed) < self._required:
+                return Outcome.FAILED
+            return Outcome.PENDING
         if self._shortfall(count_pending=False) is None:
             return Outcome.SUCCEEDED
         if self._shortfall(count_pending=True) is not None:
@@ -333,7 +351,7 @@ class QuorumTracker:
     @property
     def done(self) -> bool:
         """No reply is outstanding."""
-        return not self.pending_nodes()
+        return len(self._ok) + len(self._failed) == len(self._contacts)
 
     def merged(self) -> SiblingSet:
         """The sync of every read reply so far: what the client is answered with."""

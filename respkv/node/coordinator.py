@@ -358,7 +358,7 @@ class _KeyOp:
 
 class _Op:
     """Every key of one read or write phase; ``event`` is set once each key's tracker is no
-    longer pending."""
+    longer pending, or by :class:`Deadlines` when the deadline passed first."""
 
     __slots__ = ("keys", "open", "event", "sent", "local_hints")
 
@@ -379,6 +379,59 @@ class _Op:
             self.open -= 1
             if self.open == 0:
                 self.event.set()
+
+
+class Deadlines:
+    """The deadline of every write in flight, fired by one task (``run``): at its deadline an
+    operation's ``event`` is set, so the task waiting on it wakes while keys are still pending
+    and fails them. One task for all operations instead of a cancel scope per operation: on
+    this path a scope cost more than the rest of the operation's bookkeeping.
+
+    Every operation added has the same timeout, so deadlines arrive in order and the oldest
+    entry of the (insertion-ordered) dict is the next to fire. Times are trio's clock
+    (``trio.current_time``: the simulation's mock clock too). The waiting task removes its
+    operation when it wakes for any reason, cancellation included (``discard``).
+    """
+
+    __slots__ = ("timeout_s", "_ops", "_wake", "_idle", "running", "fired")
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._ops: dict[_Op, float] = {}
+        self._wake = trio.Event()
+        self._idle = False  # the task waits on _wake for the next operation
+        self.running = False  # False: callers keep their own timeout (run not started)
+        self.fired = 0
+
+    def add(self, op: _Op) -> None:
+        self._ops[op] = trio.current_time() + self.timeout_s
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+
+    def discard(self, op: _Op) -> None:
+        self._ops.pop(op, None)
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.running = True
+        task_status.started()
+        try:
+            ops = self._ops
+            while True:
+                if not ops:
+                    self._wake = trio.Event()
+                    self._idle = True
+                    await self._wake.wait()
+                    continue
+                op, deadline = next(iter(ops.items()))
+                if deadline > trio.current_time():
+                    await trio.sleep_until(deadline)
+                    continue
+                del ops[op]
+                self.fired += 1
+                op.event.set()
+        finally:
+            self.running = False
 
 
 class Cluster:
@@ -446,6 +499,7 @@ class Cluster:
         # Reads ask just enough replicas (R, counting this node's own copy), and the others
         # only when one fails or nothing is back after this long (Cassandra's speculative retry).
         self.speculative_s = max(0.005, self.timeout_s / 10)
+        self.deadlines = Deadlines(self.timeout_s)  # writes' deadlines (one task, in run)
         # (kind, level) -> [calls, failures, total usec]
         self.level_stats: dict[tuple[str, str], list[int]] = {}
         self.level_hists: dict[tuple[str, str], list[int]] = {}  # latency histograms (metrics)
@@ -568,6 +622,7 @@ class Cluster:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.server.run, listeners)
+            await nursery.start(self.deadlines.run)
             for host, port in self.settings.seeds:
                 self._add_link(host, port)
             log.info("event=cluster_ready node=%s dc=%s peer_port=%d seeds=%d", self.node_id,
@@ -828,9 +883,17 @@ class Cluster:
                     while k.spares and not k.resolved:
                         self._read_from(op, k, k.spares.pop(), speculate)
         if op.open:
-            remaining = self.timeout_s - (self.node.perf_ns() - t0) / 1e9
-            with trio.move_on_after(max(0.0, remaining)):
-                await op.event.wait()
+            deadlines = self.deadlines
+            if speculate is None and deadlines.running:
+                deadlines.add(op)  # sets op.event at the deadline
+                try:
+                    await op.event.wait()
+                finally:
+                    deadlines.discard(op)
+            else:
+                remaining = self.timeout_s - (self.node.perf_ns() - t0) / 1e9
+                with trio.move_on_after(max(0.0, remaining)):
+                    await op.event.wait()
         if op.open:  # the deadline passed: stop listening for this operation's replies
             for link, req_id in op.sent:
                 link.forget(req_id)

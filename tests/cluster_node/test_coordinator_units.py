@@ -277,3 +277,29 @@ def test_cluster_commands_live_in_the_cluster_nodes_own_table(tmp_path) -> None:
         assert TABLE.lookup(name) is None
     plain = Node(Config(engine="memory", port=0), engine=MemoryEngine())
     assert plain.state.table is TABLE
+
+
+async def test_deadlines_fire_each_operation_once_at_its_deadline(autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    from respkv.node.coordinator import Deadlines, _Op
+
+    d = Deadlines(1.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(d.run)
+        assert d.running
+        done, late = _Op(), _Op()
+        t0 = trio.current_time()
+        d.add(done)
+        d.discard(done)  # finished before its deadline: never fired
+        await trio.sleep(0.5)
+        d.add(late)
+        await late.event.wait()
+        assert trio.current_time() - t0 == pytest.approx(1.5, abs=1e-6)
+        assert not done.event.is_set() and d.fired == 1
+        # idle again, then a new operation wakes the task
+        await trio.sleep(5)
+        again = _Op()
+        d.add(again)
+        await again.event.wait()
+        assert d.fired == 2
+        nursery.cancel_scope.cancel()
+    assert not d.running
