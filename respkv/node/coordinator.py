@@ -382,7 +382,7 @@ class _Op:
 
 
 class Deadlines:
-    """The deadline of every write in flight, fired by one task (``run``): at its deadline an
+    """The deadline of every operation in flight, fired by one task (``run``): at its deadline an
     operation's ``event`` is set, so the task waiting on it wakes while keys are still pending
     and fails them. One task for all operations instead of a cancel scope per operation: on
     this path a scope cost more than the rest of the operation's bookkeeping.
@@ -432,6 +432,16 @@ class Deadlines:
                 op.event.set()
         finally:
             self.running = False
+
+
+async def _wait_op(op: _Op, deadlines: Deadlines) -> None:
+    """Wait until ``op`` resolves or ``deadlines`` fires it (the task running ``deadlines``
+    must be started)."""
+    deadlines.add(op)
+    try:
+        await op.event.wait()
+    finally:
+        deadlines.discard(op)
 
 
 class Cluster:
@@ -499,7 +509,11 @@ class Cluster:
         # Reads ask just enough replicas (R, counting this node's own copy), and the others
         # only when one fails or nothing is back after this long (Cassandra's speculative retry).
         self.speculative_s = max(0.005, self.timeout_s / 10)
-        self.deadlines = Deadlines(self.timeout_s)  # writes' deadlines (one task, in run)
+        # Deadlines, each fired by one task (in run): an operation's, the speculative retry
+        # of reads, and a read's remaining time once it asked its spare replicas.
+        self.deadlines = Deadlines(self.timeout_s)
+        self.speculation = Deadlines(self.speculative_s)
+        self.after_speculation = Deadlines(self.timeout_s - self.speculative_s)
         # (kind, level) -> [calls, failures, total usec]
         self.level_stats: dict[tuple[str, str], list[int]] = {}
         self.level_hists: dict[tuple[str, str], list[int]] = {}  # latency histograms (metrics)
@@ -622,7 +636,8 @@ class Cluster:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.server.run, listeners)
-            await nursery.start(self.deadlines.run)
+            for d in (self.deadlines, self.speculation, self.after_speculation):
+                await nursery.start(d.run)
             for host, port in self.settings.seeds:
                 self._add_link(host, port)
             log.info("event=cluster_ready node=%s dc=%s peer_port=%d seeds=%d", self.node_id,
@@ -875,21 +890,22 @@ class Cluster:
         ``speculate`` (reads, the db): once ``speculative_s`` has passed, also ask every read
         contact not asked yet (a slow or silent replica must not cost the read)."""
         t0 = self.node.perf_ns()
+        deadlines = self.deadlines
         if op.open and speculate is not None and any(k.spares for k in op.keys):
-            with trio.move_on_after(self.speculative_s):
-                await op.event.wait()
+            if self.speculation.running:
+                await _wait_op(op, self.speculation)
+            else:
+                with trio.move_on_after(self.speculative_s):
+                    await op.event.wait()
             if op.open:
+                op.event = trio.Event()  # the speculation deadline may have set it
                 for k in op.keys:
                     while k.spares and not k.resolved:
                         self._read_from(op, k, k.spares.pop(), speculate)
+                deadlines = self.after_speculation
         if op.open:
-            deadlines = self.deadlines
-            if speculate is None and deadlines.running:
-                deadlines.add(op)  # sets op.event at the deadline
-                try:
-                    await op.event.wait()
-                finally:
-                    deadlines.discard(op)
+            if deadlines.running:
+                await _wait_op(op, deadlines)
             else:
                 remaining = self.timeout_s - (self.node.perf_ns() - t0) / 1e9
                 with trio.move_on_after(max(0.0, remaining)):
