@@ -8,6 +8,10 @@ tested with byte strings.
 * :func:`encode_request` / :func:`decode_request` and :func:`encode_reply` /
   :func:`decode_reply`: the replica messages (``RR``, ``RW``, ``CW``, ``PING``), service calls
   (``C``), and their replies.
+* The hot-path forms of the same bytes: ``encode_read`` / ``encode_write`` / ``encode_coordinate``
+  / ``encode_ping`` / ``encode_call`` / ``encode_ok_empty`` take the fields (no message object),
+  and ``FrameDecoder.next_request`` / ``next_reply`` decode while they take the frame.
+  bench/bench_wire.py times them against the codec as it was before them.
 * :class:`Acceptor` / :class:`Initiator`: mutual challenge-response authentication with
   HMAC-SHA256 over the cluster secret (RFC 2104); the secret never crosses the wire.
 """
@@ -16,7 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import hiredis
 
@@ -34,6 +39,8 @@ HANDSHAKE_TIMEOUT_MS = 5000
 RECONNECT_BACKOFF_MS = 500
 DENIED_REASON = b"authentication failed"
 _TRANSCRIPT_LABEL = b"respkv-peer-v1"
+_MAX_PENDING_BYTES = MAX_FRAME_BYTES + 64 * 1024  # one frame, plus the read that completes it
+_NOT_BULK = "expected bulk strings only"
 
 KIND_READ = b"RR"
 KIND_WRITE = b"RW"
@@ -61,18 +68,21 @@ class HandshakeError(Exception):
 
 
 def encode_frame(parts: list[bytes] | tuple[bytes, ...]) -> bytes:
-    out = bytearray(b"*%d\r\n" % len(parts))
+    """One frame of ``parts``: the generic encoder (the handshake uses it) and the reference the
+    fixed-shape encoders below are tested against. Each part is copied once."""
+    out = [b"*%d\r\n" % len(parts)]
     for p in parts:
-        out += b"$%d\r\n" % len(p)
-        out += p
-        out += b"\r\n"
-    return bytes(out)
+        out.append(b"$%d\r\n" % len(p))
+        out.append(p)
+        out.append(b"\r\n")
+    return b"".join(out)
 
 
 class FrameDecoder:
-    """Bytes in, frames out. ``feed(data)`` then ``next_frame()`` until it returns None.
-    Raises :class:`WireError` on anything but an array of at most ``MAX_FRAME_PARTS`` bulk
-    strings; the decoder is then unusable. Holds at most one incomplete frame (plus one read)."""
+    """Bytes in, frames out. ``feed(data)`` then ``next_frame()`` (or ``next_request()`` /
+    ``next_reply()``, which also decode the message) until it returns None. Raises
+    :class:`WireError` on anything but an array of at most ``MAX_FRAME_PARTS`` bulk strings;
+    the decoder is then unusable. Holds at most one incomplete frame (plus one read)."""
 
     __slots__ = ("_reader", "_pending")
 
@@ -82,7 +92,7 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> None:
         self._pending += len(data)
-        if self._pending > MAX_FRAME_BYTES + 64 * 1024:
+        if self._pending > _MAX_PENDING_BYTES:
             raise WireError("frame too large")
         self._reader.feed(data)
 
@@ -98,22 +108,96 @@ class FrameDecoder:
             raise WireError("expected an array of 1 to 16 bulk strings")
         for part in item:
             if type(part) is not bytes:
-                raise WireError("expected bulk strings only")
+                raise WireError(_NOT_BULK)
         return item
+
+    # next_request / next_reply repeat next_frame's opening rather than call it (the call is a
+    # measurable part of decoding a request: bench/bench_wire.py), and they skip its loop over
+    # the parts: the decoders reject every part that is not bytes on their own (see "Decoders").
+
+    def next_request(self) -> Request | None:
+        """``decode_request(next_frame())``: the next whole request, None when none is buffered."""
+        try:
+            item = self._reader.gets()
+        except hiredis.ProtocolError as exc:
+            raise WireError(f"protocol error: {exc}") from None
+        if item is False:
+            return None
+        self._pending = 0
+        if type(item) is not list or not 1 <= len(item) <= MAX_FRAME_PARTS:
+            raise WireError("expected an array of 1 to 16 bulk strings")
+        try:
+            decode = _REQUEST_DECODERS.get(item[0])
+            if decode is None:
+                raise WireError(f"unknown request kind {item[0][:16]!r}")
+            return decode(item)
+        except (TypeError, AttributeError):
+            _check_bulk(item)
+            raise  # every part is bytes: a bug, not bad input
+
+    def next_reply(self) -> Reply | None:
+        """``decode_reply(next_frame())``: the next whole reply, None when none is buffered."""
+        try:
+            item = self._reader.gets()
+        except hiredis.ProtocolError as exc:
+            raise WireError(f"protocol error: {exc}") from None
+        if item is False:
+            return None
+        self._pending = 0
+        if type(item) is not list:
+            raise WireError("expected an array of 1 to 16 bulk strings")
+        try:
+            return decode_reply(item)
+        except (TypeError, AttributeError):
+            _check_bulk(item)
+            raise
+
+
+def _check_bulk(frame: list[Any]) -> None:
+    """WireError unless every part of ``frame`` is a bulk string."""
+    for part in frame:
+        if type(part) is not bytes:
+            raise WireError(_NOT_BULK)
+
+
+# The canonical spelling of every integer below 4096 -> its value (about 0.4 MB). A hit is a valid
+# unsigned integer by construction (no sign, no leading zero), so it skips parse_uint's checks:
+# databases and timeouts (request_timeout_ms defaults to 2000) hit; anything else takes
+# parse_uint. Built from the rule, never edited.
+_SMALL_UINTS: dict[bytes, int] = {b"%d" % i: i for i in range(4096)}
 
 
 def parse_uint(raw: bytes) -> int:
-    """Unsigned decimal ASCII, no sign, no leading zeros; WireError otherwise."""
-    if not raw or not raw.isdigit() or len(raw) > 20 or (raw[0] == 48 and len(raw) > 1):
-        raise WireError(f"bad unsigned integer {raw[:24]!r}")
-    return int(raw)
+    """Unsigned decimal ASCII, no sign, no leading zeros, at most 20 digits; WireError otherwise."""
+    # bytes.isdigit() is ASCII-only and False for b"", so int() sees only digits.
+    if raw.isdigit() and len(raw) <= 20 and (raw[0] != 48 or len(raw) == 1):
+        return int(raw)
+    raise WireError(f"bad unsigned integer {raw[:24]!r}")
+
+
+def _small_uint(raw: bytes) -> int:
+    """parse_uint, faster for the fields that are usually small (db, timeout)."""
+    v = _SMALL_UINTS.get(raw)
+    return parse_uint(raw) if v is None else v
+
+
+def _sender(raw: bytes) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise WireError("sender is not UTF-8") from None
 
 
 # -- requests and replies -----------------------------------------------------------------------
+#
+# Messages are NamedTuples: immutable, built in one C call by the decoders (tuple.__new__, which
+# skips the generated __new__), read by attribute. Equality is by kind and fields, as the frozen
+# dataclasses they replace had it: a message never equals a plain tuple or another kind
+# (_same_kind_eq below). The encode_* functions take the fields directly (``sender`` already
+# UTF-8), for callers that would otherwise build a message only to encode it.
 
 
-@dataclass(frozen=True, slots=True)
-class ReplicaRead:
+class ReplicaRead(NamedTuple):
     req_id: int
     sender: str
     timeout_ms: int
@@ -121,8 +205,7 @@ class ReplicaRead:
     key: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class ReplicaWrite:
+class ReplicaWrite(NamedTuple):
     req_id: int
     sender: str
     timeout_ms: int
@@ -131,8 +214,7 @@ class ReplicaWrite:
     sibling_set: bytes  # encode_sibling_set() bytes
 
 
-@dataclass(frozen=True, slots=True)
-class CoordinateWrite:
+class CoordinateWrite(NamedTuple):
     req_id: int
     sender: str
     timeout_ms: int
@@ -144,15 +226,13 @@ class CoordinateWrite:
     timestamp_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Ping:
+class Ping(NamedTuple):
     req_id: int
     sender: str
     timeout_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceCall:
+class ServiceCall(NamedTuple):
     """A request to a named service of the peer (gossip, anti-entropy, streaming, hints, admin):
     the extension point of the dialect. Each service documents its arguments and reply payload
     in docs/formats/wire.md; an unknown service gets an ERR reply, never a closed connection."""
@@ -167,88 +247,214 @@ class ServiceCall:
 Request = ReplicaRead | ReplicaWrite | CoordinateWrite | Ping | ServiceCall
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     req_id: int
     ok: bool
     payload: bytes  # OK: the payload; ERR: the message (UTF-8)
 
 
-def _head(kind: bytes, r: Request) -> list[bytes]:
-    return [kind, b"%d" % r.req_id, r.sender.encode(), b"%d" % r.timeout_ms]
+def _same_kind_eq(self: tuple[Any, ...], other: object) -> bool:
+    return type(other) is type(self) and tuple.__eq__(self, other)  # type: ignore[operator]
+
+
+def _same_kind_ne(self: tuple[Any, ...], other: object) -> bool:
+    return not _same_kind_eq(self, other)
+
+
+for _kind in (ReplicaRead, ReplicaWrite, CoordinateWrite, Ping, ServiceCall, Reply):
+    setattr(_kind, "__eq__", _same_kind_eq)  # noqa: B010 (NamedTuple allows no mixin)
+    setattr(_kind, "__ne__", _same_kind_ne)  # noqa: B010
+    setattr(_kind, "__hash__", tuple.__hash__)  # noqa: B010 (equal messages, equal hashes)
+
+_new = tuple.__new__
+
+
+def encode_read(req_id: int, sender: bytes, timeout_ms: int, db: int, key: bytes) -> bytes:
+    """The ``RR`` frame of these fields (as ``encode_request(ReplicaRead(...))``)."""
+    r = b"%d" % req_id
+    t = b"%d" % timeout_ms
+    d = b"%d" % db
+    return (b"*6\r\n$2\r\nRR\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+            % (len(r), r, len(sender), sender, len(t), t, len(d), d, len(key), key))
+
+
+def encode_write(
+    req_id: int, sender: bytes, timeout_ms: int, db: int, key: bytes, sibling_set: bytes
+) -> bytes:
+    """The ``RW`` frame of these fields (as ``encode_request(ReplicaWrite(...))``)."""
+    r = b"%d" % req_id
+    t = b"%d" % timeout_ms
+    d = b"%d" % db
+    return (b"*7\r\n$2\r\nRW\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+            b"$%d\r\n%b\r\n"
+            % (len(r), r, len(sender), sender, len(t), t, len(d), d, len(key), key,
+               len(sibling_set), sibling_set))
+
+
+def encode_coordinate(
+    req_id: int, sender: bytes, timeout_ms: int, db: int, key: bytes, context: bytes,
+    value: bytes | None, expire_at_ms: int, timestamp_ms: int,
+) -> bytes:
+    """The ``CW`` frame of these fields (as ``encode_request(CoordinateWrite(...))``)."""
+    r = b"%d" % req_id
+    t = b"%d" % timeout_ms
+    d = b"%d" % db
+    x = b"%d" % expire_at_ms
+    s = b"%d" % timestamp_ms
+    flags_value = b"$1\r\nt\r\n$0\r\n\r\n" if value is None else b"$1\r\nv\r\n$%d\r\n%b\r\n" % (
+        len(value), value)
+    return (b"*11\r\n$2\r\nCW\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+            b"$%d\r\n%b\r\n%b$%d\r\n%b\r\n$%d\r\n%b\r\n"
+            % (len(r), r, len(sender), sender, len(t), t, len(d), d, len(key), key,
+               len(context), context, flags_value, len(x), x, len(s), s))
+
+
+def encode_ping(req_id: int, sender: bytes, timeout_ms: int) -> bytes:
+    """The ``PING`` frame of these fields (as ``encode_request(Ping(...))``)."""
+    r = b"%d" % req_id
+    t = b"%d" % timeout_ms
+    return (b"*4\r\n$4\r\nPING\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+            % (len(r), r, len(sender), sender, len(t), t))
+
+
+def encode_call(
+    req_id: int, sender: bytes, timeout_ms: int, service: bytes,
+    args: tuple[bytes, ...] | list[bytes],
+) -> bytes:
+    """The ``C`` frame of these fields (as ``encode_request(ServiceCall(...))``); ValueError for
+    more than ``MAX_CALL_ARGS`` arguments."""
+    if len(args) > MAX_CALL_ARGS:
+        raise ValueError(f"a service call takes at most {MAX_CALL_ARGS} arguments")
+    return encode_frame((KIND_CALL, b"%d" % req_id, sender, b"%d" % timeout_ms, service, *args))
+
+
+_REQUEST_ENCODERS: dict[type, Callable[[Any], bytes]] = {
+    ReplicaRead: lambda r: encode_read(r[0], r[1].encode(), r[2], r[3], r[4]),
+    ReplicaWrite: lambda r: encode_write(r[0], r[1].encode(), r[2], r[3], r[4], r[5]),
+    CoordinateWrite: lambda r: encode_coordinate(r[0], r[1].encode(), *r[2:]),
+    Ping: lambda r: encode_ping(r[0], r[1].encode(), r[2]),
+    ServiceCall: lambda r: encode_call(r[0], r[1].encode(), r[2], r[3], r[4]),
+}
 
 
 def encode_request(r: Request) -> bytes:
-    if type(r) is ReplicaRead:
-        return encode_frame([*_head(KIND_READ, r), b"%d" % r.db, r.key])
-    if type(r) is ReplicaWrite:
-        return encode_frame([*_head(KIND_WRITE, r), b"%d" % r.db, r.key, r.sibling_set])
-    if type(r) is CoordinateWrite:
-        flags = b"t" if r.value is None else b"v"
-        return encode_frame([
-            *_head(KIND_COORDINATE, r), b"%d" % r.db, r.key, r.context, flags, r.value or b"",
-            b"%d" % r.expire_at_ms, b"%d" % r.timestamp_ms,
-        ])
-    if type(r) is Ping:
-        return encode_frame(_head(KIND_PING, r))
-    if type(r) is ServiceCall:
-        if len(r.args) > MAX_CALL_ARGS:
-            raise ValueError(f"a service call takes at most {MAX_CALL_ARGS} arguments")
-        return encode_frame([*_head(KIND_CALL, r), r.service, *r.args])
-    raise TypeError(f"not a request: {r!r}")
+    encode = _REQUEST_ENCODERS.get(type(r))
+    if encode is None:
+        raise TypeError(f"not a request: {r!r}")
+    return encode(r)
 
 
-_ARITY = {KIND_READ: 6, KIND_WRITE: 7, KIND_COORDINATE: 11, KIND_PING: 4}
+# Decoders, one per kind, of a frame whose first field named the kind. They also take the frames
+# FrameDecoder.next_request did not check part by part, so a part that is not bytes (hiredis
+# also returns ints, None, lists...) must make them raise: WireError, or TypeError /
+# AttributeError from parse_uint, _small_uint or _sender (which next_request turns into a
+# WireError). The parts a decoder passes through unparsed (key, sibling set, ...) it checks
+# itself. tests/cluster/test_wire.py puts a non-bytes value in every position of every kind.
+
+
+def _arity_error(frame: list[bytes], want: int) -> WireError:
+    return WireError(f"{frame[0].decode()} takes {want} fields, got {len(frame)}")
+
+
+def _decode_read(frame: list[bytes]) -> ReplicaRead:
+    try:
+        _, req_id, sender, timeout_ms, db, key = frame
+    except ValueError:
+        raise _arity_error(frame, 6) from None
+    if type(key) is not bytes:
+        raise WireError(_NOT_BULK)
+    return _new(ReplicaRead, (parse_uint(req_id), _sender(sender), _small_uint(timeout_ms),
+                              _small_uint(db), key))
+
+
+def _decode_write(frame: list[bytes]) -> ReplicaWrite:
+    try:
+        _, req_id, sender, timeout_ms, db, key, sibling_set = frame
+    except ValueError:
+        raise _arity_error(frame, 7) from None
+    if type(key) is not bytes or type(sibling_set) is not bytes:
+        raise WireError(_NOT_BULK)
+    return _new(ReplicaWrite, (parse_uint(req_id), _sender(sender), _small_uint(timeout_ms),
+                               _small_uint(db), key, sibling_set))
+
+
+def _decode_coordinate(frame: list[bytes]) -> CoordinateWrite:
+    try:
+        _, req_id, sender, timeout_ms, db, key, context, flags, value, expire, ts = frame
+    except ValueError:
+        raise _arity_error(frame, 11) from None
+    if type(key) is not bytes or type(context) is not bytes or type(value) is not bytes:
+        raise WireError(_NOT_BULK)
+    req = (parse_uint(req_id), _sender(sender), _small_uint(timeout_ms), _small_uint(db))
+    if flags != b"v" and flags != b"t":
+        raise WireError("CW flags must be 'v' or 't'")
+    return _new(CoordinateWrite, (*req, key, context, None if flags == b"t" else value,
+                                  parse_uint(expire), parse_uint(ts)))
+
+
+def _decode_ping(frame: list[bytes]) -> Ping:
+    try:
+        _, req_id, sender, timeout_ms = frame
+    except ValueError:
+        raise _arity_error(frame, 4) from None
+    return _new(Ping, (parse_uint(req_id), _sender(sender), _small_uint(timeout_ms)))
+
+
+def _decode_call(frame: list[bytes]) -> ServiceCall:
+    if len(frame) < 5:
+        raise WireError(f"C takes at least 5 fields, got {len(frame)}")
+    _check_bulk(frame)  # service and args pass through
+    return _new(ServiceCall, (parse_uint(frame[1]), _sender(frame[2]), _small_uint(frame[3]),
+                              frame[4], tuple(frame[5:])))
+
+
+_REQUEST_DECODERS: dict[bytes, Callable[[list[bytes]], Request]] = {
+    KIND_READ: _decode_read,
+    KIND_WRITE: _decode_write,
+    KIND_COORDINATE: _decode_coordinate,
+    KIND_PING: _decode_ping,
+    KIND_CALL: _decode_call,
+}
 
 
 def decode_request(frame: list[bytes]) -> Request:
-    """A request frame -> its message. WireError for an unknown kind or malformed fields."""
-    kind = frame[0]
-    if kind == KIND_CALL:
-        if len(frame) < 5:
-            raise WireError(f"C takes at least 5 fields, got {len(frame)}")
-        try:
-            sender = frame[2].decode()
-        except UnicodeDecodeError:
-            raise WireError("sender is not UTF-8") from None
-        return ServiceCall(parse_uint(frame[1]), sender, parse_uint(frame[3]), frame[4],
-                           tuple(frame[5:]))
-    want = _ARITY.get(kind)
-    if want is None:
-        raise WireError(f"unknown request kind {kind[:16]!r}")
-    if len(frame) != want:
-        raise WireError(f"{kind.decode()} takes {want} fields, got {len(frame)}")
-    req_id = parse_uint(frame[1])
-    try:
-        sender = frame[2].decode()
-    except UnicodeDecodeError:
-        raise WireError("sender is not UTF-8") from None
-    timeout_ms = parse_uint(frame[3])
-    if kind == KIND_PING:
-        return Ping(req_id, sender, timeout_ms)
-    db = parse_uint(frame[4])
-    if kind == KIND_READ:
-        return ReplicaRead(req_id, sender, timeout_ms, db, frame[5])
-    if kind == KIND_WRITE:
-        return ReplicaWrite(req_id, sender, timeout_ms, db, frame[5], frame[6])
-    flags = frame[7]
-    if flags not in (b"v", b"t"):
-        raise WireError("CW flags must be 'v' or 't'")
-    value = None if flags == b"t" else frame[8]
-    return CoordinateWrite(
-        req_id, sender, timeout_ms, db, frame[5], frame[6], value,
-        parse_uint(frame[9]), parse_uint(frame[10]),
-    )
+    """A request frame (from FrameDecoder) -> its message. WireError for an unknown kind or
+    malformed fields."""
+    decode = _REQUEST_DECODERS.get(frame[0])
+    if decode is None:
+        raise WireError(f"unknown request kind {frame[0][:16]!r}")
+    return decode(frame)
 
 
 def encode_reply(req_id: int, ok: bool, payload: bytes) -> bytes:
-    return encode_frame([b"R", b"%d" % req_id, b"OK" if ok else b"ERR", payload])
+    r = b"%d" % req_id
+    return (b"*4\r\n$1\r\nR\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n"
+            % (len(r), r, b"$2\r\nOK\r\n" if ok else b"$3\r\nERR\r\n", len(payload), payload))
+
+
+def encode_ok_empty(req_id: int) -> bytes:
+    """``encode_reply(req_id, True, b"")``: the reply to an RW, a PING, a stored hint."""
+    r = b"%d" % req_id
+    return b"*4\r\n$1\r\nR\r\n$%d\r\n%b\r\n$2\r\nOK\r\n$0\r\n\r\n" % (len(r), r)
 
 
 def decode_reply(frame: list[bytes]) -> Reply:
-    if len(frame) != 4 or frame[0] != b"R" or frame[2] not in (b"OK", b"ERR"):
+    """A reply frame (from FrameDecoder) -> its Reply; WireError when malformed."""
+    try:
+        tag, req_id, status, payload = frame
+    except ValueError:
+        raise WireError("malformed reply") from None
+    if tag != b"R":
         raise WireError("malformed reply")
-    return Reply(parse_uint(frame[1]), frame[2] == b"OK", frame[3])
+    if status == b"OK":
+        ok = True
+    elif status == b"ERR":
+        ok = False
+    else:
+        raise WireError("malformed reply")
+    if type(payload) is not bytes:
+        raise WireError(_NOT_BULK)
+    return _new(Reply, (parse_uint(req_id), ok, payload))
 
 
 # -- handshake ------------------------------------------------------------------------------------
