@@ -506,6 +506,8 @@ class Cluster:
         self._nonce = nonce if nonce is not None else node.nonce
         self.server: PeerServer | None = None
         self.timeout_s = s.timeout_ms / 1000
+        self._timeout_ms = s.timeout_ms
+        self._sender = s.node_id.encode()  # the sender field of this node's requests
         # Reads ask just enough replicas (R, counting this node's own copy), and the others
         # only when one fails or nothing is back after this long (Cassandra's speculative retry).
         self.speculative_s = max(0.005, self.timeout_s / 10)
@@ -1015,8 +1017,8 @@ class Cluster:
 
     def _read_from(self, op: _Op, k: _KeyOp, node: str, db: int) -> None:
         key = k.key
-        while not self._send(op, k, node, lambda rid: wire.encode_request(
-                wire.ReplicaRead(rid, self.node_id, int(self.timeout_s * 1000), db, key)),
+        while not self._send(op, k, node, lambda rid: wire.encode_read(
+                rid, self._sender, self._timeout_ms, db, key),
                 read=True, db=db):
             if not k.spares:  # could not send: ask the next replica instead, if any
                 return
@@ -1169,8 +1171,8 @@ class Cluster:
         for node in nodes:
             target = hints.get(node) if hints else None
             if target is None:
-                self._send(op, k, node, lambda rid: wire.encode_request(
-                    wire.ReplicaWrite(rid, self.node_id, timeout_ms, db, key, data)),
+                self._send(op, k, node, lambda rid: wire.encode_write(
+                    rid, self._sender, timeout_ms, db, key, data),
                     read=False, db=db)
             elif node == self.node_id:
                 self._add_hint(target, db, key, data)
@@ -1206,8 +1208,8 @@ class Cluster:
             self._replicate(op, k, rest, db, key, payload, timeout_ms, p.hints, extra)
 
         def build(rid: int) -> bytes:
-            return wire.encode_request(wire.CoordinateWrite(
-                rid, self.node_id, timeout_ms, db, key, ctx, value, expire, ts))
+            return wire.encode_coordinate(rid, self._sender, timeout_ms, db, key, ctx, value,
+                                          expire, ts)
 
         if not self._send(op, k, first, build, read=False, db=db, on_ok=coordinated):
             for node in rest:  # nobody will make the write: the others cannot ack it

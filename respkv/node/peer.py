@@ -173,6 +173,8 @@ class PeerServer:
     async def _serve_requests(self, stream: Any, decoder: FrameDecoder) -> None:
         handle = self.handle
         stats = self.stats
+        encode_ok_empty = wire.encode_ok_empty
+        encode_reply = wire.encode_reply
         busy = 0
         while True:
             data = await _receive(stream)
@@ -185,11 +187,13 @@ class PeerServer:
             decoder.feed(data)
             seq_before = self.last_seq()
             out = bytearray()
-            while (frame := decoder.next_frame()) is not None:
-                req = wire.decode_request(frame)
+            served = 0
+            while (req := decoder.next_request()) is not None:
                 ok, payload = handle(req)
-                stats["peer_requests_served"] += 1
-                out += wire.encode_reply(req.req_id, ok, payload)
+                served += 1
+                out += (encode_ok_empty(req.req_id) if ok and not payload
+                        else encode_reply(req.req_id, ok, payload))
+            stats["peer_requests_served"] += served
             if self.last_seq() != seq_before or self.dirty():
                 await self.durable(seq_before)
             if out:
@@ -368,8 +372,7 @@ class PeerLink:
         decoder = self._decoder
         busy = 0
         while True:
-            while (frame := decoder.next_frame()) is not None:
-                reply = wire.decode_reply(frame)
+            while (reply := decoder.next_reply()) is not None:
                 self.stats["replies"] += 1
                 cb = self._pending.pop(reply.req_id, None)
                 if cb is not None:
