@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from respkv.cluster.ring import PreferenceList
-from respkv.cluster.versions import EMPTY, SiblingSet, sync
+from respkv.cluster.versions import EMPTY, MAX_CLOCK_ENTRIES, SiblingSet, sync
 
 
 class ConsistencyLevel(enum.Enum):
@@ -296,7 +296,13 @@ class QuorumTracker:
             self._ok[node] = EMPTY
             return
         self._ok[node] = versions
-        self._merged = sync(self._merged, versions)
+        merged = self._merged
+        if merged is EMPTY and len(versions.clock) <= MAX_CLOCK_ENTRIES:
+            # sync(EMPTY, s) is s for a canonical set within the clock bound (every set the
+            # versions module makes or decodes is canonical): the usual first read reply
+            self._merged = versions
+        else:
+            self._merged = sync(merged, versions)
 
     def error(self, node: str, reason: str = "error") -> None:
         if node not in self._contacts or node in self._ok or node in self._failed:
@@ -360,5 +366,6 @@ class QuorumTracker:
     def read_repair(self) -> ReadRepair | None:
         """Replicas that answered with less than the merged versions, or None if all agree.
         Call after success (and again when ``done``, to repair late repliers too)."""
-        stale = tuple(n for n, s in self._ok.items() if s != self._merged)
+        merged = self._merged
+        stale = tuple(n for n, s in self._ok.items() if s is not merged and s != merged)
         return ReadRepair(self._merged, stale) if stale else None

@@ -264,3 +264,41 @@ def test_tracker_outcome_matches_counting(level, events) -> None:
         assert t.outcome() is Outcome.FAILED
     else:
         assert t.outcome() is Outcome.PENDING
+
+
+_writes = st.lists(st.tuples(st.sampled_from("xyz"), st.sampled_from("xyz"), st.booleans()),
+                   max_size=12)
+
+
+def _replica_states(ops: list[tuple[str, str, bool]]) -> dict[str, object]:
+    """Three replicas' sets after writes (coordinated at one, maybe synced to another)."""
+    states = dict.fromkeys("xyz", EMPTY)
+    for i, (coord, other, sync_after) in enumerate(ops):
+        states[coord] = update(states[coord], join(states[coord]), coord, b"v%d" % i,
+                               timestamp_ms=i)
+        if sync_after:
+            states[coord] = states[other] = sync(states[coord], states[other])
+    return states
+
+
+@given(_writes.map(_replica_states), st.permutations("xyz"), st.lists(st.booleans(),
+       min_size=3, max_size=3))
+def test_tracker_merge_and_read_repair_match_sync(states, order, copies) -> None:  # type: ignore[no-untyped-def]
+    """The tracker's shortcuts (the first reply taken as the merge; identity before
+    equality) give exactly sync's merge and the replicas whose reply differs from it."""
+    from respkv.cluster.versions import decode_sibling_set, encode_sibling_set, sync_all
+
+    pl = preference_list(FIVE, b"k", 3, set(FIVE.nodes))
+    p = plan_read(pl, CL.ALL, "n0", "dc1")
+    t = QuorumTracker(p)
+    replies = {}
+    for node, name, copy in zip(p.contacts, order, copies, strict=True):
+        s = states[name]
+        if copy:
+            s = decode_sibling_set(encode_sibling_set(s))  # equal, not identical
+        replies[node] = s
+        t.ok(node, s)
+    merged = sync_all(replies.values())
+    assert t.merged() == merged
+    rr = t.read_repair()
+    assert (rr.stale if rr else ()) == tuple(n for n, s in replies.items() if s != merged)
