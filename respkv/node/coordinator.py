@@ -88,6 +88,9 @@ log = logging.getLogger("respkv.cluster")
 PEER_PORT_OFFSET = 10000
 UP_CACHE_NS = 20_000_000  # how long a computed up-set is reused (links changing void it)
 PLAN_CACHE_MAX = 65536
+# The PBS windows (respkv/cluster/pbs.py) hold the latest 2048 round trips of each kind; every
+# 4th reply is plenty to follow the network and keeps the estimator off the per-reply path.
+RTT_SAMPLE_MASK = 3
 
 # Commands that need the whole keyspace, which no node holds: a clear error, not a partial lie.
 # (KEYS, SCAN, DBSIZE and RANDOMKEY walk every node's keys: respkv/node/keyscan.py.)
@@ -360,7 +363,7 @@ class _Op:
     """Every key of one read or write phase; ``event`` is set once each key's tracker is no
     longer pending, or by :class:`Deadlines` when the deadline passed first."""
 
-    __slots__ = ("keys", "open", "event", "sent", "local_hints")
+    __slots__ = ("keys", "open", "event", "sent", "local_hints", "failed")
 
     def __init__(self) -> None:
         self.local_hints = False  # this node stored a hint for the operation (sync it first)
@@ -368,14 +371,20 @@ class _Op:
         self.open = 0
         self.event = trio.Event()
         self.sent: list[tuple[PeerLink, int]] = []
+        self.failed: _KeyOp | None = None  # the first key whose tracker failed
 
     def add(self, k: _KeyOp) -> None:
         self.keys.append(k)
         self.open += 1
 
     def check(self, k: _KeyOp) -> None:
-        if not k.resolved and k.tracker.outcome() is not Outcome.PENDING:
+        if not k.resolved:
+            outcome = k.tracker.outcome()
+            if outcome is Outcome.PENDING:
+                return
             k.resolved = True
+            if outcome is Outcome.FAILED and self.failed is None:
+                self.failed = k
             self.open -= 1
             if self.open == 0:
                 self.event.set()
@@ -489,6 +498,7 @@ class Cluster:
         self._links_version = 0  # bumped when a link connects or breaks
         self._up_links_version = -1
         self.topology = Topology(self)
+        self._rtt_count = 0  # replica replies; one in RTT_SAMPLE_MASK + 1 feeds the PBS windows
         self.pbs = PbsEstimator(node.rng, clock_ms=lambda: node.perf_ns() / 1e6)  # staleness estimates (respkv/cluster/pbs.py)
         self.rr_stats = {"read_repairs": 0, "read_repair_chance_reads": 0}
         self.handoff: Any = None  # HintedHandoff when hinted_handoff is on (opened in run)
@@ -518,6 +528,7 @@ class Cluster:
         self.after_speculation = Deadlines(self.timeout_s - self.speculative_s)
         # (kind, level) -> [calls, failures, total usec]
         self.level_stats: dict[tuple[str, str], list[int]] = {}
+        self._stat_keys: dict[tuple[str, Level], tuple[str, str]] = {}
         self.level_hists: dict[tuple[str, str], list[int]] = {}  # latency histograms (metrics)
         # Services callable by peers with ``C`` (wire.md, "Service calls"): name -> handler
         # taking the ServiceCall and returning (ok, payload); synchronous and bounded.
@@ -915,15 +926,21 @@ class Cluster:
         if op.open:  # the deadline passed: stop listening for this operation's replies
             for link, req_id in op.sent:
                 link.forget(req_id)
+            for k in op.keys:
+                if not k.resolved:
+                    k.tracker.timeout()
+                    op.check(k)
+        # A key that failed before the deadline was recorded by op.check, in key order only
+        # among those; report the first in key order, as a client reading errors would expect.
         failed = None
-        for k in op.keys:
-            if not k.resolved:
-                k.tracker.timeout()
-                op.check(k)
-            if failed is None and k.tracker.outcome() is Outcome.FAILED:
-                failed = k
-        key = (kind, format_level(level))
-        st = self.level_stats.setdefault(key, [0, 0, 0])
+        if op.failed is not None:
+            failed = next(k for k in op.keys if k.tracker.outcome() is Outcome.FAILED)
+        key = self._stat_keys.get((kind, level))
+        if key is None:
+            key = self._stat_keys[(kind, level)] = (kind, format_level(level))
+        st = self.level_stats.get(key)
+        if st is None:
+            st = self.level_stats[key] = [0, 0, 0]
         us = (self.node.perf_ns() - t0) // 1000
         st[0] += 1
         st[1] += failed is not None
@@ -1041,11 +1058,13 @@ class Cluster:
         def callback(reply: wire.Reply | None) -> None:
             k.outstanding -= 1
             if reply is not None and reply.ok:
-                rtt_ms = (perf() - sent_ns) / 1e6
-                if read:
-                    self.pbs.record_read_round_trip(rtt_ms)
-                else:
-                    self.pbs.record_write_round_trip(rtt_ms)
+                self._rtt_count += 1
+                if not self._rtt_count & RTT_SAMPLE_MASK:
+                    rtt_ms = (perf() - sent_ns) / 1e6
+                    if read:
+                        self.pbs.record_read_round_trip(rtt_ms)
+                    else:
+                        self.pbs.record_write_round_trip(rtt_ms)
             if reply is None or not reply.ok:
                 why = "connection lost" if reply is None else reply.payload.decode("utf-8",
                                                                                     "replace")
