@@ -37,11 +37,19 @@ import base64
 import binascii
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 import xxhash
 
-from respkv.cluster.codec import DecodeError, Reader, frame, put_bytes, put_str, put_uvarint, unframe
+from respkv.cluster.codec import (
+    DecodeError,
+    Reader,
+    put_uvarint,
+    read_uvarint,
+    seal,
+    unframe,
+)
 
 MAX_CLOCK_ENTRIES = 64
 CONTEXT_FORMAT_VERSION = 1
@@ -90,8 +98,14 @@ class ClockEntry(NamedTuple):
     timestamp_ms: int  # newest write time seen for this node; pruning only
 
 
+_tuple_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot paths)
+
+
 class VersionVector:
-    """An immutable version vector: node -> :class:`ClockEntry`. Missing nodes count as 0."""
+    """An immutable version vector: node -> :class:`ClockEntry`. Missing nodes count as 0.
+
+    Canonical form (what ``__init__`` makes of any mapping, and what every method returns):
+    entries in increasing node order, every counter >= 1, values :class:`ClockEntry`."""
 
     __slots__ = ("_entries", "_hash")
 
@@ -140,30 +154,60 @@ class VersionVector:
 
     def merge(self, other: VersionVector) -> VersionVector:
         """Pointwise maximum of counters (and, independently, of timestamps)."""
-        if not other._entries:
+        if other is self or not other._entries:
             return self
         if not self._entries:
             return other
         out = dict(self._entries)
+        added = changed = False
         for node, theirs in other._entries.items():
             mine = out.get(node)
             if mine is None:
                 out[node] = theirs
+                added = True
             elif mine != theirs:
-                out[node] = ClockEntry(
-                    max(mine.counter, theirs.counter), max(mine.timestamp_ms, theirs.timestamp_ms)
-                )
-        return VersionVector(out)
+                top = _tuple_new(ClockEntry, (max(mine[0], theirs[0]), max(mine[1], theirs[1])))
+                if top != mine:
+                    out[node] = top
+                    changed = True
+        if added:
+            return _canonical_vector(dict(sorted(out.items())))
+        return _canonical_vector(out) if changed else self
 
     def with_event(self, node: str, counter: int, timestamp_ms: int) -> VersionVector:
-        out = dict(self._entries)
-        old = out.get(node)
-        ts = max(timestamp_ms, old.timestamp_ms) if old else timestamp_ms
-        out[node] = ClockEntry(max(counter, old.counter if old else 0), ts)
-        return VersionVector(out)
+        """This vector having also seen the write ``(node, counter)`` made at ``timestamp_ms``
+        (each of the entry's two fields only grows)."""
+        entries = self._entries
+        out = dict(entries)
+        old = entries.get(node)
+        if old is not None:
+            out[node] = _tuple_new(
+                ClockEntry, (max(counter, old[0]), max(timestamp_ms, old[1]))
+            )
+            return _canonical_vector(out)
+        if counter < 1:
+            return self
+        out[node] = _tuple_new(ClockEntry, (counter, timestamp_ms))
+        if entries and node < next(reversed(entries)):
+            out = dict(sorted(out.items()))
+        return _canonical_vector(out)
+
+
+_object_new = object.__new__
+
+
+def _canonical_vector(entries: dict[str, ClockEntry]) -> VersionVector:
+    """A VersionVector that takes ``entries`` as they are, skipping ``__init__``'s clean and
+    sort. Precondition (unchecked; the caller's to keep): ``entries`` is already canonical
+    (see :class:`VersionVector`) and nobody mutates the dict afterwards."""
+    vv: VersionVector = _object_new(VersionVector)
+    vv._entries = entries
+    vv._hash = None
+    return vv
 
 
 EMPTY_CLOCK = VersionVector()
+_NO_ENTRY = ClockEntry(0, 0)  # what a vector holds for a node it has not seen
 
 
 def descends(a: VersionVector, b: VersionVector) -> bool:
@@ -181,7 +225,7 @@ def concurrent(a: VersionVector, b: VersionVector) -> bool:
     return not descends(a, b) and not descends(b, a)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SiblingSet:
     """All versions of one key a replica holds. Siblings are kept sorted by dot (canonical form:
     equal sets compare equal and serialize to equal bytes)."""
@@ -191,7 +235,10 @@ class SiblingSet:
 
     @classmethod
     def make(cls, clock: VersionVector, siblings: Iterable[Sibling]) -> SiblingSet:
-        return cls(clock, tuple(sorted(siblings, key=lambda s: s.dot)))
+        sibs = tuple(siblings)
+        if len(sibs) > 1:
+            sibs = tuple(sorted(sibs, key=_dot_of))
+        return cls(clock, sibs)
 
     @property
     def dots(self) -> frozenset[Dot]:
@@ -202,6 +249,18 @@ class SiblingSet:
 
 
 EMPTY = SiblingSet(EMPTY_CLOCK, ())
+_dot_of = itemgetter(0)  # Sibling -> its dot
+_set_clock = SiblingSet.__dict__["clock"].__set__  # the slots' descriptors
+_set_siblings = SiblingSet.__dict__["siblings"].__set__
+
+
+def _sibling_set(clock: VersionVector, siblings: tuple[Sibling, ...]) -> SiblingSet:
+    """``SiblingSet(clock, siblings)`` without the dataclass ``__init__`` (hot paths). Same
+    precondition as the constructor: ``siblings`` already in canonical (dot) order."""
+    s: SiblingSet = _object_new(SiblingSet)
+    _set_clock(s, clock)
+    _set_siblings(s, siblings)
+    return s
 
 
 def join(s: SiblingSet) -> VersionVector:
@@ -249,12 +308,7 @@ def update(
     the context does not cover; its clock is ``s.clock ⊔ context`` plus the new dot. ``value``
     None writes a tombstone.
     """
-    counter = max(s.clock[node_id], context[node_id]) + 1
-    dot = Dot(node_id, counter)
-    kept = [sib for sib in s.siblings if not context.covers(sib.dot)]
-    kept.append(Sibling(dot, value, expire_at_ms, timestamp_ms))
-    clock = s.clock.merge(context).with_event(node_id, counter, timestamp_ms)
-    return _bounded(clock, kept, max_entries)
+    return _write(s, context, node_id, value, timestamp_ms, expire_at_ms, max_entries)
 
 
 def overwrite(
@@ -270,10 +324,39 @@ def overwrite(
     everything the coordinator's replica ``s`` holds; writes it has not yet received stay as
     siblings until the next overwrite on a replica that has them. (A write with an *empty*
     context would instead keep every sibling, and plain SETs would pile them up.)"""
-    return update(
-        s, s.clock, node_id, value,
-        timestamp_ms=timestamp_ms, expire_at_ms=expire_at_ms, max_entries=max_entries,
-    )
+    return _write(s, s.clock, node_id, value, timestamp_ms, expire_at_ms, max_entries)
+
+
+def _write(
+    s: SiblingSet, context: VersionVector, node_id: str, value: bytes | None,
+    timestamp_ms: int, expire_at_ms: int, max_entries: int,
+) -> SiblingSet:
+    """The body of :func:`update` (and so of :func:`overwrite`), positional and with
+    ``VersionVector.merge``/``with_event``/``covers`` inlined, for speed."""
+    seen = context._entries
+    kept = [sib for sib in s.siblings if sib[0][1] > seen.get(sib[0][0], _NO_ENTRY)[0]]
+    clock = s.clock if context is s.clock else s.clock.merge(context)
+    entries = clock._entries
+    old = entries.get(node_id)  # the merged clock: max(s.clock[node_id], context[node_id])
+    out = dict(entries)
+    if old is None:
+        counter = 1
+        out[node_id] = _tuple_new(ClockEntry, (1, timestamp_ms))
+        if entries and node_id < next(reversed(entries)):
+            out = dict(sorted(out.items()))
+    else:
+        counter = old[0] + 1
+        out[node_id] = _tuple_new(ClockEntry, (counter, max(timestamp_ms, old[1])))
+    new = _tuple_new(Sibling, (_tuple_new(Dot, (node_id, counter)), value, expire_at_ms,
+                               timestamp_ms))
+    if kept:
+        kept.append(new)
+        return _bounded(_canonical_vector(out), kept, max_entries)
+    # The common case (every overwrite): the new sibling is the only one.
+    new_clock = _canonical_vector(out)
+    if len(out) > max_entries:
+        new_clock = prune(new_clock, (node_id,), max_entries)
+    return _sibling_set(new_clock, (new,))
 
 
 def sync(a: SiblingSet, b: SiblingSet, max_entries: int = MAX_CLOCK_ENTRIES) -> SiblingSet:
@@ -341,32 +424,73 @@ def is_deleted(s: SiblingSet, now_ms: int) -> bool:
 
 
 def _put_clock(out: bytearray, clock: VersionVector) -> None:
-    put_uvarint(out, len(clock))
-    for node, entry in clock.items():
-        put_str(out, node)
-        put_uvarint(out, entry.counter)
-        put_uvarint(out, entry.timestamp_ms)
+    entries = clock._entries
+    put_uvarint(out, len(entries))
+    for node, (counter, timestamp_ms) in entries.items():
+        raw = node.encode()
+        put_uvarint(out, len(raw))
+        out += raw
+        put_uvarint(out, counter)
+        put_uvarint(out, timestamp_ms)
+
+
+# One clock entry as _parse_clock read it: (node, counter, timestamp_ms, where the timestamp's
+# varint starts and ends in the data) -- a sibling's timestamp is most often the same varint.
+_ParsedEntry = tuple[str, int, int, int, int]
+
+
+def _parse_clock(data: bytes, pos: int) -> tuple[VersionVector, list[_ParsedEntry], int]:
+    """The clock encoded at ``data[pos:]`` (as ``_put_clock`` writes it), its entries in order,
+    and the position after it. Raises DecodeError for truncation, invalid UTF-8 or a
+    non-canonical clock (nodes not strictly increasing, a zero counter). Varints are read
+    inline when they are one byte, by read_uvarint otherwise."""
+    try:
+        count = data[pos]
+        pos += 1
+        if count >= 0x80:
+            count, pos = read_uvarint(data, pos - 1)
+        entries: dict[str, ClockEntry] = {}
+        parsed: list[_ParsedEntry] = []
+        prev = ""
+        for _ in range(count):
+            n = data[pos]
+            pos += 1
+            if n >= 0x80:
+                n, pos = read_uvarint(data, pos - 1)
+            end = pos + n
+            if end > len(data):
+                raise DecodeError("truncated field")
+            node = data[pos:end].decode()
+            counter = data[end]
+            pos = end + 1
+            if counter >= 0x80:
+                counter, pos = read_uvarint(data, end)
+            ts_start = pos
+            ts = data[pos]
+            pos += 1
+            if ts >= 0x80:
+                ts, pos = read_uvarint(data, ts_start)
+            if counter < 1 or (entries and node <= prev):
+                raise DecodeError("non-canonical clock")
+            prev = node
+            entries[node] = _tuple_new(ClockEntry, (counter, ts))
+            parsed.append((node, counter, ts, ts_start, pos))
+    except IndexError:
+        raise DecodeError("truncated") from None
+    except UnicodeDecodeError as exc:
+        raise DecodeError("invalid UTF-8") from exc
+    return _canonical_vector(entries), parsed, pos
 
 
 def _read_clock(r: Reader) -> VersionVector:
-    count = r.uvarint()
-    entries: dict[str, ClockEntry] = {}
-    prev: str | None = None
-    for _ in range(count):
-        node = r.str_()
-        counter = r.uvarint()
-        ts = r.uvarint()
-        if counter < 1 or (prev is not None and node <= prev):
-            raise DecodeError("non-canonical clock")
-        prev = node
-        entries[node] = ClockEntry(counter, ts)
-    return VersionVector(entries)
+    clock, _, r.pos = _parse_clock(r.data, r.pos)
+    return clock
 
 
 def encode_context_bytes(context: VersionVector) -> bytes:
-    body = bytearray()
-    _put_clock(body, context)
-    return frame(CONTEXT_FORMAT_VERSION, body)
+    out = bytearray((CONTEXT_FORMAT_VERSION,))
+    _put_clock(out, context)
+    return seal(out)
 
 
 def encode_context(context: VersionVector) -> str:
@@ -407,47 +531,140 @@ _FLAG_TOMBSTONE = 0x01
 
 
 def encode_sibling_set(s: SiblingSet) -> bytes:
-    body = bytearray()
-    _put_clock(body, s.clock)
-    index = {node: i for i, (node, _) in enumerate(s.clock.items())}
-    put_uvarint(body, len(s.siblings))
-    for sib in s.siblings:
-        put_uvarint(body, index[sib.dot.node])
-        put_uvarint(body, sib.dot.counter)
-        body.append(_FLAG_TOMBSTONE if sib.value is None else 0)
-        put_uvarint(body, sib.expire_at_ms)
-        put_uvarint(body, sib.timestamp_ms)
-        if sib.value is not None:
-            put_bytes(body, sib.value)
-    return frame(SIBLING_SET_FORMAT_VERSION, body)
+    # Written for speed: the fields that are nearly always one byte are appended directly
+    # (``x < 0x80``), the rest go through put_uvarint.
+    out = bytearray((SIBLING_SET_FORMAT_VERSION,))
+    put = put_uvarint
+    entries = s.clock._entries
+    put(out, len(entries))  # the clock, as _put_clock writes it, noting where each entry is
+    where: dict[str, tuple[int, int, int, int]] = {}  # node -> (index, ts, ts varint's span)
+    for i, (node, (counter, ts)) in enumerate(entries.items()):
+        raw = node.encode()
+        put(out, len(raw))
+        out += raw
+        if counter < 0x80:
+            out.append(counter)
+        else:
+            put(out, counter)
+        start = len(out)
+        put(out, ts)
+        where[node] = (i, ts, start, len(out))
+    siblings = s.siblings
+    put(out, len(siblings))
+    for (node, counter), value, expire_at_ms, timestamp_ms in siblings:
+        i, ts, start, end = where[node]
+        flags = _FLAG_TOMBSTONE if value is None else 0
+        if i | counter | expire_at_ms < 0x80:
+            out += bytes((i, counter, flags, expire_at_ms))
+        else:
+            put(out, i)
+            put(out, counter)
+            out.append(flags)
+            put(out, expire_at_ms)
+        if timestamp_ms == ts:  # usually: the node's newest write, so the clock's timestamp
+            out += out[start:end]
+        else:
+            put(out, timestamp_ms)
+        if value is not None:
+            if len(value) < 0x80:
+                out.append(len(value))
+            else:
+                put(out, len(value))
+            out += value
+    return seal(out)
 
 
 def decode_sibling_set(data: bytes) -> SiblingSet:
-    """Inverse of :func:`encode_sibling_set`; raises :class:`InvalidSiblingSetError`."""
+    """Inverse of :func:`encode_sibling_set`; raises :class:`InvalidSiblingSetError` for bytes
+    that fail the checksum or version check, are truncated or have trailing bytes, or are not
+    canonical (see the format above: sorted clock, counters >= 1, siblings in strictly
+    increasing dot order, each dot covered by the clock)."""
     try:
-        r = Reader(unframe(bytes(data), SIBLING_SET_FORMAT_VERSION))
-        clock = _read_clock(r)
-        nodes = [n for n, _ in clock.items()]
-        count = r.uvarint()
-        sibs: list[Sibling] = []
-        for _ in range(count):
-            idx = r.uvarint()
-            if idx >= len(nodes):
-                raise DecodeError("dot node out of range")
-            dot = Dot(nodes[idx], r.uvarint())
-            flags = r.byte()
-            if flags & ~_FLAG_TOMBSTONE:
-                raise DecodeError("unknown sibling flags")
-            expire = r.uvarint()
-            ts = r.uvarint()
-            value = None if flags & _FLAG_TOMBSTONE else r.bytes_()
-            if dot.counter < 1 or not clock.covers(dot) or (sibs and dot <= sibs[-1].dot):
-                raise DecodeError("non-canonical siblings")
-            sibs.append(Sibling(dot, value, expire, ts))
-        r.expect_end()
-        return SiblingSet(clock, tuple(sibs))
+        clock, siblings = _parse_sibling_set(data, True)
     except DecodeError as exc:
         raise InvalidSiblingSetError(str(exc)) from exc
+    return _sibling_set(clock, siblings)
+
+
+def decode_sibling_set_clock(data: bytes) -> VersionVector:
+    """``decode_sibling_set(data).clock``, after the very same checks (so it raises
+    :class:`InvalidSiblingSetError` for exactly the same inputs) but without building the
+    siblings: for a caller that needs only the clock, such as a blind overwrite (which
+    supersedes every sibling of a valid set) or a check that a newer set supersedes this one."""
+    try:
+        return _parse_sibling_set(data, False)[0]
+    except DecodeError as exc:
+        raise InvalidSiblingSetError(str(exc)) from exc
+
+
+def _parse_sibling_set(data: bytes, build: bool) -> tuple[VersionVector, tuple[Sibling, ...]]:
+    """The clock and (when ``build``, else ``()``) the siblings of an encoded set, after every
+    check of the format; raises DecodeError. Written for speed, as one loop over local
+    variables: one-byte varints are read inline, longer ones by read_uvarint."""
+    body = unframe(bytes(data), SIBLING_SET_FORMAT_VERSION)
+    clock, parsed, pos = _parse_clock(body, 0)
+    sibs: list[Sibling] = []
+    try:
+        count = body[pos]
+        pos += 1
+        if count >= 0x80:
+            count, pos = read_uvarint(body, pos - 1)
+        prev_idx = prev_counter = -1
+        for _ in range(count):
+            idx = body[pos]  # the dot's node, as its index in the clock (index order = node order)
+            pos += 1
+            if idx >= 0x80:
+                idx, pos = read_uvarint(body, pos - 1)
+            if idx >= len(parsed):
+                raise DecodeError("dot node out of range")
+            node, top, clock_ts, ts_start, ts_end = parsed[idx]
+            counter = body[pos]
+            pos += 1
+            if counter >= 0x80:
+                counter, pos = read_uvarint(body, pos - 1)
+            # Canonical: counter >= 1, covered by the clock, dots strictly increasing.
+            if (counter < 1 or counter > top or idx < prev_idx
+                    or (idx == prev_idx and counter <= prev_counter)):
+                raise DecodeError("non-canonical siblings")
+            prev_idx = idx
+            prev_counter = counter
+            flags = body[pos]
+            pos += 1
+            if flags & ~_FLAG_TOMBSTONE:
+                raise DecodeError("unknown sibling flags")
+            expire = body[pos]
+            pos += 1
+            if expire >= 0x80:
+                expire, pos = read_uvarint(body, pos - 1)
+            end = pos + ts_end - ts_start
+            if body[pos:end] == body[ts_start:ts_end]:  # the same varint as the clock's
+                ts = clock_ts
+                pos = end
+            else:
+                ts = body[pos]
+                pos += 1
+                if ts >= 0x80:
+                    ts, pos = read_uvarint(body, pos - 1)
+            if flags:
+                value = None
+            else:
+                n = body[pos]
+                pos += 1
+                if n >= 0x80:
+                    n, pos = read_uvarint(body, pos - 1)
+                end = pos + n
+                if end > len(body):
+                    raise DecodeError("truncated field")
+                value = body[pos:end] if build else None
+                pos = end
+            if build:
+                dot = _tuple_new(Dot, (node, counter))
+                sibs.append(_tuple_new(Sibling, (dot, value, expire, ts)))
+    except IndexError:
+        raise DecodeError("truncated") from None
+    if pos != len(body):
+        raise DecodeError("trailing bytes")
+    return clock, tuple(sibs)
 
 
 def version_digest(s: SiblingSet) -> int:
