@@ -225,13 +225,19 @@ def concurrent(a: VersionVector, b: VersionVector) -> bool:
     return not descends(a, b) and not descends(b, a)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SiblingSet:
     """All versions of one key a replica holds. Siblings are kept sorted by dot (canonical form:
     equal sets compare equal and serialize to equal bytes)."""
 
     clock: VersionVector
     siblings: tuple[Sibling, ...]
+
+    def __init__(self, clock: VersionVector, siblings: tuple[Sibling, ...]) -> None:
+        # What the frozen dataclass's own __init__ does, through the slots' descriptors
+        # directly (cheaper than its object.__setattr__ calls).
+        _set_clock(self, clock)
+        _set_siblings(self, siblings)
 
     @classmethod
     def make(cls, clock: VersionVector, siblings: Iterable[Sibling]) -> SiblingSet:
@@ -248,19 +254,10 @@ class SiblingSet:
         return len(self.siblings)
 
 
-EMPTY = SiblingSet(EMPTY_CLOCK, ())
-_dot_of = itemgetter(0)  # Sibling -> its dot
 _set_clock = SiblingSet.__dict__["clock"].__set__  # the slots' descriptors
 _set_siblings = SiblingSet.__dict__["siblings"].__set__
-
-
-def _sibling_set(clock: VersionVector, siblings: tuple[Sibling, ...]) -> SiblingSet:
-    """``SiblingSet(clock, siblings)`` without the dataclass ``__init__`` (hot paths). Same
-    precondition as the constructor: ``siblings`` already in canonical (dot) order."""
-    s: SiblingSet = _object_new(SiblingSet)
-    _set_clock(s, clock)
-    _set_siblings(s, siblings)
-    return s
+EMPTY = SiblingSet(EMPTY_CLOCK, ())
+_dot_of = itemgetter(0)  # Sibling -> its dot
 
 
 def join(s: SiblingSet) -> VersionVector:
@@ -356,7 +353,7 @@ def _write(
     new_clock = _canonical_vector(out)
     if len(out) > max_entries:
         new_clock = prune(new_clock, (node_id,), max_entries)
-    return _sibling_set(new_clock, (new,))
+    return SiblingSet(new_clock, (new,))
 
 
 def sync(a: SiblingSet, b: SiblingSet, max_entries: int = MAX_CLOCK_ENTRIES) -> SiblingSet:
@@ -583,7 +580,7 @@ def decode_sibling_set(data: bytes) -> SiblingSet:
         clock, siblings = _parse_sibling_set(data, True)
     except DecodeError as exc:
         raise InvalidSiblingSetError(str(exc)) from exc
-    return _sibling_set(clock, siblings)
+    return SiblingSet(clock, siblings)
 
 
 def decode_sibling_set_clock(data: bytes) -> VersionVector:
