@@ -152,6 +152,16 @@ class VersionVector:
         """True when the write ``dot`` happened-before (or is) what this vector has seen."""
         return dot.counter <= self[dot.node]
 
+    def includes(self, other: VersionVector) -> bool:
+        """``self.merge(other) == self``: every entry of ``other`` is in this vector with a
+        counter and a timestamp at least as large."""
+        mine = self._entries
+        for node, (counter, ts) in other._entries.items():
+            entry = mine.get(node)
+            if entry is None or entry[0] < counter or entry[1] < ts:
+                return False
+        return True
+
     def merge(self, other: VersionVector) -> VersionVector:
         """Pointwise maximum of counters (and, independently, of timestamps)."""
         if other is self or not other._entries:
@@ -331,7 +341,12 @@ def _write(
     """The body of :func:`update` (and so of :func:`overwrite`), positional and with
     ``VersionVector.merge``/``with_event``/``covers`` inlined, for speed."""
     seen = context._entries
-    kept = [sib for sib in s.siblings if sib[0][1] > seen.get(sib[0][0], _NO_ENTRY)[0]]
+    kept: list[Sibling] | None = None  # the siblings the context does not cover, if any
+    for sib in s.siblings:
+        if sib[0][1] > seen.get(sib[0][0], _NO_ENTRY)[0]:
+            if kept is None:
+                kept = []
+            kept.append(sib)
     clock = s.clock if context is s.clock else s.clock.merge(context)
     entries = clock._entries
     old = entries.get(node_id)  # the merged clock: max(s.clock[node_id], context[node_id])
@@ -346,7 +361,7 @@ def _write(
         out[node_id] = _tuple_new(ClockEntry, (counter, max(timestamp_ms, old[1])))
     new = _tuple_new(Sibling, (_tuple_new(Dot, (node_id, counter)), value, expire_at_ms,
                                timestamp_ms))
-    if kept:
+    if kept is not None:
         kept.append(new)
         return _bounded(_canonical_vector(out), kept, max_entries)
     # The common case (every overwrite): the new sibling is the only one.

@@ -195,10 +195,9 @@ class LocalReplica:
 
 def _supersedes(b: SiblingSet, a: SiblingSet) -> bool:
     """True when ``versions.sync(a, b) == b`` (short of pruning): b's clock already includes
-    a's, counters and timestamps (``a.clock.merge(b.clock) == b.clock``), so every sibling of a
-    that b lacks is covered and dropped, and every sibling of b that a lacks is one a has not
-    seen (kept)."""
-    if not _clock_includes(b.clock, a.clock):
+    a's, counters and timestamps, so every sibling of a that b lacks is covered and dropped,
+    and every sibling of b that a lacks is one a has not seen (kept)."""
+    if not b.clock.includes(a.clock):
         return False
     a_clock = a.clock
     a_dots = None
@@ -215,16 +214,9 @@ def _supersedes_clock(b: SiblingSet, a_clock: VersionVector) -> bool:
     """A sufficient condition for ``_supersedes(b, a)`` that needs only a's clock: b's clock
     includes it and a has seen none of b's siblings. (When a has seen one, it depends on
     whether a still holds it: False here, and ``_supersedes`` decides.)"""
-    return _clock_includes(b.clock, a_clock) and not any(
-        a_clock.covers(s.dot) for s in b.siblings
-    )
-
-
-def _clock_includes(b: VersionVector, a: VersionVector) -> bool:
-    """``a.merge(b) == b``: every entry of a is in b with a counter and a timestamp at least
-    as large."""
-    for node, (counter, ts) in a.items():
-        entry = b.entry(node)
-        if entry is None or entry.counter < counter or entry.timestamp_ms < ts:
+    if not b.clock.includes(a_clock):
+        return False
+    for s in b.siblings:
+        if a_clock.covers(s.dot):
             return False
     return True

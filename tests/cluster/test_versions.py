@@ -662,6 +662,8 @@ def test_vector_operations_equal_reference(a: VersionVector, b: VersionVector, n
     ]:
         assert got == expected
         assert_canonical(got)
+    for x, y in [(a, b), (b, a), (a, a), (a.merge(b), a), (a, a.merge(b))]:
+        assert x.includes(y) == (ref_merge(x, y) == x)
 
 
 def ref_update(s: SiblingSet, context: VersionVector, node_id: str, value: bytes | None,
