@@ -49,12 +49,18 @@ async def client(port: int, cid: int, ops: int, done: list[int]) -> None:
     await stream.aclose()
 
 
-async def run(n_nodes: int, n: int, w: int, clients: int, ops: int, engine: str,
-              profile: str | None) -> float:
+def make_root() -> tuple[str, str]:
+    """A fresh data root and the cluster secret file in it (set-up, before any node runs)."""
     root = tempfile.mkdtemp(prefix="respkv-cpu-")
     secret_file = os.path.join(root, "secret")
     with open(secret_file, "w") as f:
         f.write(SECRET)
+    return root, secret_file
+
+
+async def run(n_nodes: int, n: int, w: int, clients: int, ops: int, engine: str,
+              profile: str | None) -> float:
+    root, secret_file = make_root()
     ports = [free_port() for _ in range(n_nodes)]
     nodes = []
     for i, port in enumerate(ports):

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -44,6 +43,8 @@ import trio
 
 from respkv.cluster import versions as V
 from respkv.cluster import wire
+from respkv.cluster.hashing import token_of
+from respkv.cluster.membership import Membership, NodeStatus, new_node_state, ring_of
 from respkv.cluster.pbs import PbsEstimator, PbsLevel, pbs_info, standard_levels
 from respkv.cluster.quorum import (
     ConsistencyLevel,
@@ -57,8 +58,6 @@ from respkv.cluster.quorum import (
     plan_read,
     plan_write,
 )
-from respkv.cluster.hashing import token_of
-from respkv.cluster.membership import Membership, NodeStatus, new_node_state, ring_of
 from respkv.cluster.ring import (
     NodeInfo,
     Ring,
@@ -74,9 +73,9 @@ from respkv.commands.errors import CommandError
 from respkv.config import Config, ConfigError
 from respkv.node import streaming
 from respkv.node.antientropy import AntiEntropy
+from respkv.node.gossip import STATE_FILE, Gossiper, load_state, save_state
 from respkv.node.keyscan import KeyScan
 from respkv.node.metrics import observe_us
-from respkv.node.gossip import STATE_FILE, Gossiper, load_state, save_state
 from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
 from respkv.node.replica import LocalReplica
 from respkv.node.topology import Topology
@@ -697,7 +696,6 @@ class Cluster:
         if not self.config.hinted_handoff:
             return
         from respkv.node.handoff import HintedHandoff, hints_dir
-
         from respkv.storage.hints import HintStore
 
         fs = getattr(self.node, "fs", None)  # None: the real file system

@@ -74,7 +74,8 @@ def _remote(stream: Any) -> str:
     if sock is None:
         return str(getattr(stream, "remote", "?"))
     try:
-        return "%s:%d" % sock.getpeername()[:2]
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
     except OSError:
         return "?"
 

@@ -159,9 +159,10 @@ async def start_server(nursery: trio.Nursery, node_id: str = "srv",
     return server, port
 
 
-async def wait_for(cond, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    with trio.fail_after(timeout):
-        while not cond():
+async def wait_for(cond, limit_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``cond`` (state of objects owned by other tasks) until true, at most ``limit_s``."""
+    with trio.fail_after(limit_s):
+        while not cond():  # noqa: ASYNC110 (polls state that has no event to wait on)
             await trio.sleep(0.005)
 
 
@@ -169,7 +170,7 @@ async def test_link_multiplexes_many_requests_on_one_connection() -> None:
     async with trio.open_nursery() as nursery:
         server, port = await start_server(nursery)
         identified: list[str] = []
-        link = PeerLink("127.0.0.1", port, identity("cli"), lambda l: identified.append(l.peer_id))
+        link = PeerLink("127.0.0.1", port, identity("cli"), lambda lk: identified.append(lk.peer_id))
         nursery.start_soon(link.run)
         await wait_for(lambda: link.connected)
         assert identified == ["srv"]
@@ -193,7 +194,7 @@ async def test_link_multiplexes_many_requests_on_one_connection() -> None:
 async def test_wrong_secret_is_refused_and_a_dead_peer_refuses_at_once() -> None:
     async with trio.open_nursery() as nursery:
         server, port = await start_server(nursery)
-        link = PeerLink("127.0.0.1", port, identity("evil", b"another-secret-of-16+"), lambda l: None)
+        link = PeerLink("127.0.0.1", port, identity("evil", b"another-secret-of-16+"), lambda _link: None)
         nursery.start_soon(link.run)
         await wait_for(lambda: server.stats["peer_connections_refused"] >= 1)
         await wait_for(lambda: "refused" in link.last_error)
@@ -203,7 +204,7 @@ async def test_wrong_secret_is_refused_and_a_dead_peer_refuses_at_once() -> None
         with trio.socket.socket() as s:
             await s.bind(("127.0.0.1", 0))
             dead_port = s.getsockname()[1]
-        dead = PeerLink("127.0.0.1", dead_port, identity("cli"), lambda l: None)
+        dead = PeerLink("127.0.0.1", dead_port, identity("cli"), lambda _link: None)
         nursery.start_soon(dead.run)
         await wait_for(lambda: dead.stats["connect_failures"] >= 1)
         assert dead.send(lambda rid: b"", lambda r: None) == 0
@@ -214,7 +215,7 @@ async def test_broken_connection_fails_outstanding_requests_and_reconnects() -> 
     async with trio.open_nursery() as nursery:
         handled: list = []
         server, port = await start_server(nursery, handled=handled)
-        link = PeerLink("127.0.0.1", port, identity("cli"), lambda l: None)
+        link = PeerLink("127.0.0.1", port, identity("cli"), lambda _link: None)
         nursery.start_soon(link.run)
         await wait_for(lambda: link.connected)
         results: list = []
@@ -250,7 +251,7 @@ async def test_a_link_to_a_silent_peer_is_bounded(monkeypatch) -> None:  # type:
             await trio.sleep_forever()
 
         await nursery.start(trio.serve_listeners, silent, listeners)
-        link = PeerLink("127.0.0.1", port, identity("cli"), lambda l: None)
+        link = PeerLink("127.0.0.1", port, identity("cli"), lambda _link: None)
         nursery.start_soon(link.run)
         await wait_for(lambda: link.connected)
         ids = [link.send(lambda rid: wire.encode_request(wire.Ping(rid, "cli", 10)),
