@@ -427,7 +427,9 @@ def encode(value: object, resp3: bool, out: bytearray) -> None:
     elif t is SimpleString:
         out += b"+" + value.encode() + b"\r\n"  # type: ignore[attr-defined]
     elif isinstance(value, ErrorReply):
-        msg = str(value).replace("\r", " ").replace("\n", " ")
+        # As Redis's addReplyErrorFormat: CR/LF at the end are trimmed, those inside become
+        # spaces (an error reply is one line).
+        msg = str(value).rstrip("\r\n").replace("\r", " ").replace("\n", " ")
         try:
             raw = msg.encode("latin-1")  # client bytes echoed in errors are kept as latin-1
         except UnicodeEncodeError:

@@ -209,3 +209,16 @@ def test_unauthenticated_limits():
     p.auth_required = True
     p.feed(mb(b"AUTH", b"secret"))
     assert p.commands() == [[b"AUTH", b"secret"]]
+
+
+@pytest.mark.parametrize("text, wire", [
+    # as redis-server 7.0.15 answers PEXPIRE k 10 <option> (found by the compat differential)
+    ("ERR Unsupported option \r\n", b"-ERR Unsupported option \r\n"),
+    ("ERR Unsupported option x\r\n", b"-ERR Unsupported option x\r\n"),
+    ("ERR Unsupported option \r\nx\r\n", b"-ERR Unsupported option   x\r\n"),
+    ("ERR Unsupported option \nx\ry\n", b"-ERR Unsupported option  x y\r\n"),
+    ("ERR unknown subcommand 'x\r\n'. Try OBJECT HELP.",
+     b"-ERR unknown subcommand 'x  '. Try OBJECT HELP.\r\n"),
+])
+def test_error_replies_are_one_line_as_redis_makes_them(text: str, wire: bytes) -> None:
+    assert encode_reply(ErrorReply(text)) == wire
