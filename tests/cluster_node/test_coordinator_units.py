@@ -304,3 +304,57 @@ async def test_deadlines_fire_each_operation_once_at_its_deadline(autojump_clock
         assert d.fired == 2
         nursery.cancel_scope.cancel()
     assert not d.running
+
+
+async def test_peer_server_corks_replies_while_more_requests_are_readable() -> None:
+    """Replies to reads that were already waiting go out in one send, after one durability
+    step covering every batch; when a read would block, the held replies go out at once."""
+    from respkv.cluster.wire import FrameDecoder
+    from respkv.node import peer as peer_mod
+
+    def rw(i: int) -> bytes:
+        return wire.encode_write(i, b"n1", 1000, 0, b"k%d" % i, b"")
+
+    chunks = [rw(1) + rw(2), rw(3), rw(4) + rw(5)]  # three reads, all readable at once
+    events: list[object] = []
+    seq = [0]
+
+    class Sock:
+        def recv(self, _n: int) -> bytes:
+            if chunks:
+                return chunks.pop(0)
+            raise BlockingIOError
+
+    class Stream:
+        sock = Sock()
+        waits = 0
+
+        async def receive_some(self, _n: int) -> bytes:
+            await trio.lowlevel.checkpoint()
+            self.waits += 1
+            return b""  # the peer closed: the loop ends
+
+        async def send_all(self, data: bytes) -> None:
+            events.append(("send", [r.req_id for r in _replies(data)]))
+
+    def _replies(data: bytes) -> list[wire.Reply]:
+        d = FrameDecoder()
+        d.feed(data)
+        out = []
+        while (r := d.next_reply()) is not None:
+            out.append(r)
+        return out
+
+    def handle(req: wire.Request) -> tuple[bool, bytes]:
+        seq[0] += 1  # each write moves the engine's sequence
+        return True, b""
+
+    async def durable(before: int) -> None:
+        events.append(("durable", before))
+
+    server = peer_mod.PeerServer(PeerIdentity("n0", "dc1", SECRET, "", bytes),
+                                 handle, lambda: seq[0], durable, lambda *a: None)
+    stream = Stream()
+    await server._serve_requests(stream, FrameDecoder())
+    assert events == [("durable", 0), ("send", [1, 2, 3, 4, 5])]
+    assert stream.waits == 1 and server.stats["peer_requests_served"] == 5
