@@ -79,7 +79,7 @@ from respkv.node.metrics import observe_us
 from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
 from respkv.node.replica import LocalReplica
 from respkv.node.topology import Topology
-from respkv.protocol.resp import ErrorReply
+from respkv.protocol.resp import OK, ErrorReply
 from respkv.storage.api import Record
 
 log = logging.getLogger("respkv.cluster")
@@ -803,6 +803,13 @@ class Cluster:
         if spec is None or not client.authenticated:
             return execute(spec, client, args)
         name = spec.name
+        if name == "set" and len(args) == 3:
+            # Plain SET key value, the commonest write: no options, no trailing levels (a pair
+            # would leave too few arguments), a blind write answering OK -- what the general
+            # path below computes, without the view and the handler.
+            return await self._write_or_error(client.dbnum, {args[1]: (args[2], 0)},
+                                              client.write_level or self.settings.write_level,
+                                              name, OK)
         if name in KEYSPACE_WALKS:
             args, read_level, _ = strip_levels(spec, args)
             if not spec.arity_ok(len(args)):
@@ -860,6 +867,22 @@ class Cluster:
             log.error("event=corrupt_sibling_set command=%s error=%r", name, str(e))
             return CommandError(E.INTERNAL % name)
         except Exception:  # as respkv.commands.core.execute: one command fails, not the node
+            log.exception("event=command_failed command=%s mode=cluster", name)
+            return CommandError(E.INTERNAL % name)
+        return reply if err is None else err
+
+    async def _write_or_error(self, db: int, mutations: dict[bytes, tuple[bytes | None, int]],
+                              level: Level, name: str, reply: Any) -> Any:
+        """``_quorum_write`` of blind ``mutations``; ``reply`` on success, else the error (the
+        exceptions are those of ``execute``'s general path)."""
+        try:
+            err = await self._quorum_write(db, mutations, level, None, None)
+        except InvalidLevelError as e:
+            return CommandError(E.INVALID_LEVEL % e)
+        except V.InvalidSiblingSetError as e:  # this replica's stored bytes are corrupt
+            log.error("event=corrupt_sibling_set command=%s error=%r", name, str(e))
+            return CommandError(E.INTERNAL % name)
+        except Exception:
             log.exception("event=command_failed command=%s mode=cluster", name)
             return CommandError(E.INTERNAL % name)
         return reply if err is None else err
