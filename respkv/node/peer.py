@@ -5,8 +5,9 @@ respkv/cluster/wire.py; this module only moves its bytes over trio streams.
 
 * :class:`PeerServer` accepts connections on the peer port, runs the acceptor side of the
   handshake (refusing and logging a peer that cannot prove the cluster secret), then answers
-  requests in arrival order with the local replica. Replies to a batch of requests read together
-  are sent after the batch's writes were handed to the OS (the node's durability contract).
+  requests in arrival order with the local replica. Replies are sent after the writes they
+  answer were handed to the OS (the node's durability contract); under load, replies to reads
+  that were already waiting go out together (``_serve_requests``).
 * :class:`PeerLink` is this node's one outbound connection to one peer address, owned by its
   ``run`` task: it connects, authenticates, and reconnects after a failure (back-off
   ``RECONNECT_BACKOFF_MS``). ``send`` queues a request (pipelined: no waiting for earlier
@@ -229,10 +230,7 @@ class PeerServer:
                 out += (encode_ok_empty(req.req_id) if ok and not payload
                         else encode_reply(req.req_id, ok, payload))
             stats["peer_requests_served"] += served
-            if served:
-                corked += 1
-            elif not out and (self.last_seq() != seq_before or self.dirty()):
-                await self.durable(seq_before)  # nothing to answer (a partial frame)
+            corked += served > 0
 
 
 # -- the initiating side ----------------------------------------------------------------------------
