@@ -803,6 +803,8 @@ class Cluster:
         if spec is None or not client.authenticated:
             return execute(spec, client, args)
         name = spec.name
+        if name == "get" and len(args) == 2:  # plain GET key: the commonest read
+            return await self._plain_get(client, args[1])
         if name == "set" and len(args) == 3:
             # Plain SET key value, the commonest write: no options, no trailing levels (a pair
             # would leave too few arguments), a blind write answering OK -- what the general
@@ -870,6 +872,28 @@ class Cluster:
             log.exception("event=command_failed command=%s mode=cluster", name)
             return CommandError(E.INTERNAL % name)
         return reply if err is None else err
+
+    async def _plain_get(self, client: Client, key: bytes) -> Any:
+        """GET key as the general path runs it (a quorum read at the connection's or the
+        server's level, then the GET handler's lookup against the view), without the option
+        stripping and the handler call."""
+        db = client.dbnum
+        sets: dict[bytes, SiblingSet] = {}
+        try:
+            err = await self._quorum_read(db, [key], client.read_level or self.settings.read_level,
+                                          sets)
+        except InvalidLevelError as e:
+            return CommandError(E.INVALID_LEVEL % e)
+        except V.InvalidSiblingSetError as e:  # this replica's stored bytes are corrupt
+            log.error("event=corrupt_sibling_set command=get error=%r", str(e))
+            return CommandError(E.INTERNAL % "get")
+        except Exception:
+            log.exception("event=command_failed command=get mode=cluster")
+            return CommandError(E.INTERNAL % "get")
+        if err is not None:
+            return err
+        rec = ClusterView(db, self.node.clock_ms, sets, client.server.dbs[db].stats).lookup_read(key)
+        return None if rec is None else rec.value
 
     async def _write_or_error(self, db: int, mutations: dict[bytes, tuple[bytes | None, int]],
                               level: Level, name: str, reply: Any) -> Any:
