@@ -116,10 +116,12 @@ class HintedHandoff:
                     log.error("event=hint_expire_failed error=%r", str(e))
                     dropped = 0
                 if dropped:
-                    await self._sync_quietly()
+                    # counted with the store's removal, before the sync awaits (INFO must never
+                    # show a hint gone from pending and not yet counted anywhere)
                     self.stats["hints_expired"] += dropped
                     log.info("event=hints_expired count=%d window_ms=%d", dropped,
                              self.window_ms)
+                    await self._sync_quietly()
             for target in list(self.store.targets()):
                 if self.store.pending(target) and self.cluster.gossip.is_up(target):
                     await self.replay(target)
