@@ -276,6 +276,19 @@ def is_blind_write(spec: CommandSpec, args: list[bytes]) -> bool:
 # -- the view handlers run against -----------------------------------------------------------------
 
 
+def command_failure(name: str, e: Exception) -> ErrorReply:
+    """The reply to an exception escaping a cluster command (called from its ``except``): an
+    invalid level is the client's error; anything else fails this one command, not the node
+    (as ``respkv.commands.core.execute``), and is logged -- a corrupt stored set as such."""
+    if isinstance(e, InvalidLevelError):
+        return CommandError(E.INVALID_LEVEL % e)
+    if isinstance(e, V.InvalidSiblingSetError):  # this replica's stored bytes are corrupt
+        log.error("event=corrupt_sibling_set command=%s error=%r", name, str(e))
+    else:
+        log.exception("event=command_failed command=%s mode=cluster", name)
+    return CommandError(E.INTERNAL % name)
+
+
 class ClusterView:
     """A Keyspace look-alike over quorum-read sibling sets; records mutations instead of
     applying them. Owned by one command execution."""
@@ -819,11 +832,8 @@ class Cluster:
             try:
                 return await self.keyscan.execute(
                     spec, client, args, read_level or client.read_level or self.settings.read_level)
-            except InvalidLevelError as e:
-                return CommandError(E.INVALID_LEVEL % e)
-            except Exception:
-                log.exception("event=command_failed command=%s mode=cluster", name)
-                return CommandError(E.INTERNAL % name)
+            except Exception as e:
+                return command_failure(name, e)
         if spec.first_key == 0:
             reason = WHOLE_KEYSPACE.get(name)
             if reason is not None:
@@ -863,14 +873,8 @@ class Cluster:
                 return reply
             err = await self._quorum_write(db, view.mutations, write_level, context,
                                            None if blind else sets)
-        except InvalidLevelError as e:
-            return CommandError(E.INVALID_LEVEL % e)
-        except V.InvalidSiblingSetError as e:  # this replica's stored bytes are corrupt
-            log.error("event=corrupt_sibling_set command=%s error=%r", name, str(e))
-            return CommandError(E.INTERNAL % name)
-        except Exception:  # as respkv.commands.core.execute: one command fails, not the node
-            log.exception("event=command_failed command=%s mode=cluster", name)
-            return CommandError(E.INTERNAL % name)
+        except Exception as e:
+            return command_failure(name, e)
         return reply if err is None else err
 
     async def _plain_get(self, client: Client, key: bytes) -> Any:
@@ -882,14 +886,8 @@ class Cluster:
         try:
             err = await self._quorum_read(db, [key], client.read_level or self.settings.read_level,
                                           sets)
-        except InvalidLevelError as e:
-            return CommandError(E.INVALID_LEVEL % e)
-        except V.InvalidSiblingSetError as e:  # this replica's stored bytes are corrupt
-            log.error("event=corrupt_sibling_set command=get error=%r", str(e))
-            return CommandError(E.INTERNAL % "get")
-        except Exception:
-            log.exception("event=command_failed command=get mode=cluster")
-            return CommandError(E.INTERNAL % "get")
+        except Exception as e:
+            return command_failure("get", e)
         if err is not None:
             return err
         rec = ClusterView(db, self.node.clock_ms, sets, client.server.dbs[db].stats).lookup_read(key)
@@ -898,17 +896,11 @@ class Cluster:
     async def _write_or_error(self, db: int, mutations: dict[bytes, tuple[bytes | None, int]],
                               level: Level, name: str, reply: Any) -> Any:
         """``_quorum_write`` of blind ``mutations``; ``reply`` on success, else the error (the
-        exceptions are those of ``execute``'s general path)."""
+        failures are those of ``execute``'s general path: ``command_failure``)."""
         try:
             err = await self._quorum_write(db, mutations, level, None, None)
-        except InvalidLevelError as e:
-            return CommandError(E.INVALID_LEVEL % e)
-        except V.InvalidSiblingSetError as e:  # this replica's stored bytes are corrupt
-            log.error("event=corrupt_sibling_set command=%s error=%r", name, str(e))
-            return CommandError(E.INTERNAL % name)
-        except Exception:
-            log.exception("event=command_failed command=%s mode=cluster", name)
-            return CommandError(E.INTERNAL % name)
+        except Exception as e:
+            return command_failure(name, e)
         return reply if err is None else err
 
     def _plans(self, keys: Any, level: Level, write: bool) -> list[ReplicaPlan] | ErrorReply:
