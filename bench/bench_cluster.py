@@ -7,7 +7,10 @@ states it) and pipelined in one round trip (the cheapest way a redis-py client c
 the ratio is against this one). Same redis-py harness: T client threads, each with its own connection, each
 doing SET (+WAIT) in a loop for --seconds; the respkv threads are spread over the three nodes
 (any node coordinates). Runs alternate (redis, respkv, redis, ...), each figure is the median of
---repeat runs; latencies are the per-operation p50 and p99 of the median run.
+--repeat runs; latencies are the per-operation p50 and p99 of the median run. The last two
+columns are the CPU per operation of the median run: the harness process (all its client
+threads, under one GIL) and the three server processes together (from /proc). At 8 threads the
+machine or the harness's GIL is saturated, so they say which side bounds the figure.
 
     python bench/bench_cluster.py [--seconds 5] [--repeat 3] [--threads 1,8] [--engine lsm]
 """
@@ -19,7 +22,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -50,9 +53,20 @@ def start_redis_with_replicas() -> list[ServerProcess]:
     return [master, *replicas]
 
 
-def run(threads: int, seconds: float, make_op: Callable[[int], Callable[[int], None]]) -> tuple[
-        float, float, float]:
-    """ops/s, p50 ms, p99 ms of ``threads`` threads each looping ``make_op(thread)(i)``."""
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(threads: int, seconds: float, make_op: Callable[[int], Callable[[int], None]],
+        pids: Sequence[int] = ()) -> tuple[float, float, float, float, float]:
+    """ops/s, p50 ms, p99 ms of ``threads`` threads each looping ``make_op(thread)(i)``, then
+    the CPU microseconds per operation of this process and of the processes ``pids``."""
     lat: list[list[float]] = [[] for _ in range(threads)]
     start = threading.Barrier(threads + 1)
     stop_at = [0.0]
@@ -76,14 +90,19 @@ def run(threads: int, seconds: float, make_op: Callable[[int], Callable[[int], N
         th.start()
     stop_at[0] = time.perf_counter() + 3600
     start.wait()
+    cpu0 = time.process_time()
+    servers0 = sum(proc_cpu_s(p) for p in pids)
     begin = time.perf_counter()
     stop_at[0] = begin + seconds
     for th in ts:
         th.join()
     elapsed = time.perf_counter() - begin
+    cpu = time.process_time() - cpu0
+    servers = sum(proc_cpu_s(p) for p in pids) - servers0
     all_lat = sorted(x for lst in lat for x in lst)
     n = len(all_lat)
-    return n / elapsed, all_lat[n // 2] * 1000, all_lat[min(n - 1, int(n * 0.99))] * 1000
+    return (n / elapsed, all_lat[n // 2] * 1000, all_lat[min(n - 1, int(n * 0.99))] * 1000,
+            cpu / n * 1e6, servers / n * 1e6)
 
 
 def redis_op(port: int, pipelined: bool = True) -> Callable[[int], Callable[[int], None]]:
@@ -135,13 +154,16 @@ def main() -> int:
               f" + 2 replicas, SET+WAIT 1 1000 pipelined; 100-byte values, {args.seconds:g} s per "
               f"run, median of {args.repeat}; cpus={os.cpu_count()}")
         print(f"{'threads':>7} {'system':<34} {'ops/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'respkv/redis':>12}")
+              f"{'respkv/redis':>12} {'client us/op':>12} {'servers us/op':>13}")
+        redis_pids = [p.pid for p in redis_procs]
+        respkv_pids = [n.pid for n in cluster.nodes]
         for threads in thread_counts:
             rs, r2s, ks = [], [], []
             for _ in range(args.repeat):
-                r2s.append(run(threads, args.seconds, redis_op(redis_procs[0].port, False)))
-                rs.append(run(threads, args.seconds, redis_op(redis_procs[0].port)))
-                ks.append(run(threads, args.seconds, respkv_op(ports)))
+                r2s.append(run(threads, args.seconds, redis_op(redis_procs[0].port, False),
+                               redis_pids))
+                rs.append(run(threads, args.seconds, redis_op(redis_procs[0].port), redis_pids))
+                ks.append(run(threads, args.seconds, respkv_op(ports), respkv_pids))
             r2 = sorted(r2s)[len(r2s) // 2]
             r = sorted(rs)[len(rs) // 2]
             k = sorted(ks)[len(ks) // 2]
@@ -151,7 +173,7 @@ def main() -> int:
                 ("respkv SET (N=3 W=2)", k, ""),
             ):
                 print(f"{threads:>7} {name:<34} {x[0]:>8.0f} {x[1]:>7.2f} {x[2]:>7.2f} "
-                      f"{ratio:>12}", flush=True)
+                      f"{ratio:>12} {x[3]:>12.0f} {x[4]:>13.0f}", flush=True)
         print("respkv per-level stats (node 1): " + str(cluster.info(0).get("write_quorum")))
     finally:
         cluster.stop()
