@@ -82,11 +82,11 @@ def cmd_server(ns: argparse.Namespace) -> int:
     try:
         trio.run(run_node, config)
     except (OSError, BaseExceptionGroup) as exc:
-        e = startup_os_error(exc)
-        if e is None:
+        err = startup_os_error(exc)
+        if err is None:
             raise
-        logging.getLogger("respkv").error("event=startup_failed error=%r", str(e))
-        print(f"respkv: cannot start: {e}", file=sys.stderr)
+        logging.getLogger("respkv").error("event=startup_failed error=%r", str(err))
+        print(f"respkv: cannot start: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

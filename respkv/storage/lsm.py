@@ -277,11 +277,12 @@ class LSMEngine:
         for m in mems:
             if m.is_empty():
                 continue
-            meta, reader = self._write_table(self._alloc(), _memtable_filler(m), m.rts,
-                                             len(m.data), level=0)
+            new_meta, reader = self._write_table(self._alloc(), _memtable_filler(m), m.rts,
+                                                 len(m.data), level=0)
             if reader is not None:
+                assert new_meta is not None  # _write_table returns both or neither
                 tables.append(reader)
-                added.append(meta)
+                added.append(new_meta)
         # New log, then a new manifest holding everything (its CURRENT switch fsyncs the dir,
         # which also makes the new log's and the recovered tables' names durable).
         log_number = self._alloc()

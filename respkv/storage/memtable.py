@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import chain, islice, repeat
 from operator import add, itemgetter
 
@@ -141,6 +141,11 @@ class Memtable:
         seqs = list(map(_get0, ents))
         recs = list(map(_get1, ents))
         klens = list(map(len, keys))
+        # columns for the header map: constant ones are repeat()s when only plain puts, else lists
+        mlens: Iterable[int]
+        times: Iterable[int]
+        metas: Iterable[bytes]
+        kinds: Iterable[int]
         if all(map(bytes.__instancecheck__, recs)):  # only plain puts (the common case)
             tombs = 0
             values = recs

@@ -24,11 +24,12 @@ import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, islice, repeat
 from operator import add as _add
 from operator import lt as _lt
+from typing import TYPE_CHECKING, cast
 
 from respkv.storage.api import Record
 from respkv.storage.bloom import DEFAULT_BITS_PER_KEY, BloomBuilder, BloomFilter
@@ -54,6 +55,11 @@ from respkv.storage.format import (
 )
 from respkv.storage.fs import RandomAccessFile, WritableFile
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from typing_extensions import Buffer
+
 MISSING = object()  # TableReader.get: the table holds no entry for the key
 _WRITE_CHUNK = 1 << 20
 _TRAILER = BLOCK_TRAILER.size
@@ -61,7 +67,9 @@ _HDR = ENTRY_HEADER_SIZE
 _unpack_entry = ENTRY_HEADER.unpack_from
 _KIND_TIME = struct.Struct("<B20xq")  # an entry header's kind and time fields
 _PLAIN = {(KIND_PUT, 0)}
-_checksum = block_checksum
+# block_checksum is annotated for bytes, but XXH3 hashes any buffer: iter_raw_columns checks
+# memoryview slices of a chunk (no copy). The cast runs once, at import.
+_checksum = cast("Callable[[Buffer], int]", block_checksum)
 _trailer_structs: dict[int, struct.Struct] = {}
 _LITTLE_ENDIAN = sys.byteorder == "little"
 # Python memory of a cached raw block beyond len(data): the bytes header, the trailer
@@ -198,6 +206,7 @@ def raw_block(data: bytes, path: str, offset: int) -> list:
         start = end - 8 * n
         if start < 0:
             raise struct.error(f"{n} entries do not fit in {len(data)} bytes")
+        both: Sequence[int]  # u32s: a memoryview, or a tuple of ints on a big-endian host
         if _LITTLE_ENDIAN:
             both = memoryview(data)[start:end].cast("I")
         else:
@@ -255,7 +264,7 @@ def to_records(blk: list) -> int:
     return delta
 
 
-def with_keys(blk: list) -> tuple[list[bytes], object, bytes]:
+def with_keys(blk: list) -> tuple[list[bytes], Sequence[int], bytes]:
     """(keys, offsets-and-key-lengths, data) of a raw-form block, for iteration."""
     both = blk[BLK_BOTH]
     data = blk[BLK_DATA]
@@ -420,6 +429,7 @@ class TableBuilder:
                 bklens = self._blk_klens
                 bklens += klens[s:e]
                 first = self._first_key
+                assert first is not None  # set with the open block's first entry
                 self._parts = []
                 self._blk_sizes = []
                 self._blk_klens = []
@@ -614,7 +624,7 @@ class TableReader:
         return block
 
     def block(self, i: int, cache: BlockCache | None, fill: bool = True
-              ) -> tuple[list[bytes], object, bytes]:
+              ) -> tuple[list[bytes], Sequence[int], bytes]:
         """(keys, offsets-and-key-lengths, data) of block ``i``, for iteration: from the cache
         when it holds the block in raw form, else read (and cached raw if ``fill``). A block
         cached in records form no longer has its bytes; it is read again (not re-cached)."""
@@ -672,7 +682,7 @@ class TableReader:
         j = bisect_left(keys, key)
         if j == len(keys) or keys[j] != key:
             return None
-        return decode_entry(data, offs[j])  # type: ignore[index]
+        return decode_entry(data, offs[j])
 
     def iter_entries(self, start: bytes = b"", end: bytes | None = None,
                      cache: BlockCache | None = None) -> Iterator[Entry]:
@@ -687,7 +697,7 @@ class TableReader:
             for j in range(j, len(keys)):
                 if end is not None and keys[j] >= end:
                     return
-                yield decode_entry(data, offs[j])  # type: ignore[index]
+                yield decode_entry(data, offs[j])
             i += 1
 
     def iter_batches(self, start: bytes = b"", end: bytes | None = None,
@@ -719,7 +729,7 @@ class TableReader:
                 keys, offs, data = self.block(i, cache, fill=False)
                 lo = bisect_left(keys, start) if start else 0
                 hi = len(keys) if end is None else bisect_left(keys, end)
-                yield [decode_entry(data, o) for o in offs[lo:hi]]  # type: ignore[index]
+                yield [decode_entry(data, o) for o in offs[lo:hi]]
             if hi < len(keys):
                 return
             i += 1
