@@ -139,6 +139,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("anti_entropy_interval_ms", int, 60000, "milliseconds", "How often this node "
             "compares one token range with one replica by Merkle tree and exchanges the keys "
             "that differ (jittered; 0: only on `respkv admin repair`).", minimum=0),
+    Setting("gc_grace_seconds", int, 864000, "seconds", "A cluster key whose every version is a "
+            "delete or an expired value, for at least this long, is removed from this node's "
+            "storage with its history (Cassandra's gc_grace_seconds). Every replica must learn "
+            "of a delete within it (the hint window and a full anti-entropy cycle are shorter), "
+            "and a node down for longer must be wiped before it rejoins, or deleted keys can "
+            "come back.", minimum=0),
+    Setting("purge_interval_ms", int, 3600 * 1000, "milliseconds", "How often this node walks "
+            "its stored keys to remove those past gc_grace_seconds (jittered; 0: never).",
+            minimum=0),
     Setting("stream_page_bytes", int, 1024 * 1024, "bytes", "Size of one page of keys sent "
             "by range streaming (join, decommission) and anti-entropy.", minimum=4096,
             maximum=16 * 1024 * 1024),
@@ -210,6 +219,8 @@ class Config:
     read_repair_chance: float = 0.0
     clock_offset_ms: int = 0
     anti_entropy_interval_ms: int = 60000
+    gc_grace_seconds: int = 864000
+    purge_interval_ms: int = 3600 * 1000
     stream_page_bytes: int = 1024 * 1024
     peer_tls: bool = False
     peer_tls_cert_file: str = ""

@@ -307,15 +307,18 @@ def update(
     timestamp_ms: int,
     expire_at_ms: int = 0,
     max_entries: int = MAX_CLOCK_ENTRIES,
+    floor: int = 0,
 ) -> SiblingSet:
     """A write coordinated by ``node_id`` on its local set ``s``.
 
     ``context`` is what the client had read (``join`` of some replica's set, :data:`EMPTY_CLOCK`
     for a blind write). The result holds the new sibling plus every sibling of ``s`` whose dot
     the context does not cover; its clock is ``s.clock ⊔ context`` plus the new dot. ``value``
-    None writes a tombstone.
+    None writes a tombstone. The new dot's counter is above ``floor`` too: the coordinator's
+    dot floor, above every counter it issued for keys it has since purged (docs/cluster.md,
+    "Purging dead keys"), so a key written again after a purge never reuses a dot.
     """
-    return _write(s, context, node_id, value, timestamp_ms, expire_at_ms, max_entries)
+    return _write(s, context, node_id, value, timestamp_ms, expire_at_ms, max_entries, floor)
 
 
 def overwrite(
@@ -326,17 +329,18 @@ def overwrite(
     timestamp_ms: int,
     expire_at_ms: int = 0,
     max_entries: int = MAX_CLOCK_ENTRIES,
+    floor: int = 0,
 ) -> SiblingSet:
     """A write with no client context (plain SET/DEL): ``update(s, join(s), ...)``. It supersedes
     everything the coordinator's replica ``s`` holds; writes it has not yet received stay as
     siblings until the next overwrite on a replica that has them. (A write with an *empty*
     context would instead keep every sibling, and plain SETs would pile them up.)"""
-    return _write(s, s.clock, node_id, value, timestamp_ms, expire_at_ms, max_entries)
+    return _write(s, s.clock, node_id, value, timestamp_ms, expire_at_ms, max_entries, floor)
 
 
 def _write(
     s: SiblingSet, context: VersionVector, node_id: str, value: bytes | None,
-    timestamp_ms: int, expire_at_ms: int, max_entries: int,
+    timestamp_ms: int, expire_at_ms: int, max_entries: int, floor: int = 0,
 ) -> SiblingSet:
     """The body of :func:`update` (and so of :func:`overwrite`), positional and with
     ``VersionVector.merge``/``with_event``/``covers`` inlined, for speed."""
@@ -352,12 +356,12 @@ def _write(
     old = entries.get(node_id)  # the merged clock: max(s.clock[node_id], context[node_id])
     out = dict(entries)
     if old is None:
-        counter = 1
-        out[node_id] = _tuple_new(ClockEntry, (1, timestamp_ms))
+        counter = floor + 1
+        out[node_id] = _tuple_new(ClockEntry, (counter, timestamp_ms))
         if entries and node_id < next(reversed(entries)):
             out = dict(sorted(out.items()))
     else:
-        counter = old[0] + 1
+        counter = (old[0] if old[0] >= floor else floor) + 1
         out[node_id] = _tuple_new(ClockEntry, (counter, max(timestamp_ms, old[1])))
     new = _tuple_new(Sibling, (_tuple_new(Dot, (node_id, counter)), value, expire_at_ms,
                                timestamp_ms))
@@ -417,6 +421,31 @@ def live_value(s: SiblingSet, now_ms: int) -> bytes | None:
     if w.expire_at_ms and w.expire_at_ms <= now_ms:
         return None
     return w.value
+
+
+def dead_since_ms(s: SiblingSet, now_ms: int) -> int | None:
+    """When the key of ``s`` died: None while some sibling is a value that has not expired
+    at ``now_ms``; else the latest of the clock's write timestamps and the siblings' expiry
+    times (a tombstone dies when written, a value when it expires). A set with no sibling at
+    all dies with its last write."""
+    since = max((e.timestamp_ms for e in s.clock._entries.values()), default=0)
+    for sib in s.siblings:
+        if sib.value is not None:
+            if not 0 < sib.expire_at_ms <= now_ms:
+                return None
+            if sib.expire_at_ms > since:
+                since = sib.expire_at_ms
+    return since
+
+
+def purgeable(s: SiblingSet, now_ms: int, grace_ms: int) -> bool:
+    """True when ``s`` may be removed from storage, history and all: every sibling is a
+    tombstone or expired, and has been for at least ``grace_ms`` (Cassandra's gc_grace).
+    Removing it is only safe if every replica learned of the deletes within ``grace_ms`` (anti-
+    entropy and hints run more often than that) and the node raised its dot floor first
+    (``update``'s ``floor``)."""
+    since = dead_since_ms(s, now_ms)
+    return since is not None and now_ms - since >= grace_ms
 
 
 def is_deleted(s: SiblingSet, now_ms: int) -> bool:

@@ -77,6 +77,7 @@ from respkv.node.gossip import STATE_FILE, Gossiper, load_state, save_state
 from respkv.node.keyscan import KeyScan
 from respkv.node.metrics import observe_us
 from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
+from respkv.node.purge import Purger, load_dot_floor
 from respkv.node.replica import LocalReplica
 from respkv.node.topology import Topology
 from respkv.protocol.resp import OK, ErrorReply
@@ -477,12 +478,16 @@ class Cluster:
         s = self.settings
         self.node_id = s.node_id
         self.dc = s.dc
-        self.replica = LocalReplica(node.engine, s.node_id, node.clock_ms)
         # Membership (gossiped; respkv/node/gossip.py) and the views derived from it: ``ring``
         # (NORMAL and LEAVING members), ``pending_ring`` (the ring once JOINING members are in
         # and LEAVING ones out; None when equal): writes also go to a key's pending replicas.
         self.state_dir = node.config.dir
         self.persist_state = node.config.engine != "memory"
+        try:
+            floor = load_dot_floor(self.state_dir) if self.persist_state else 0
+        except ValueError as e:
+            raise ConfigError(f"'dir': {e}") from None
+        self.replica = LocalReplica(node.engine, s.node_id, node.clock_ms, dot_floor=floor)
         saved = load_state(self.state_dir) if self.persist_state else None
         if saved is not None and saved.get("node_id", s.node_id) != s.node_id:
             raise ConfigError(f"'node_id': the data in {self.state_dir} belongs to node "
@@ -551,6 +556,7 @@ class Cluster:
         # Merkle anti-entropy and range streaming (respkv/node/antientropy.py, streaming.py):
         # registers the ae_* and stream/fetch services.
         self.antientropy = AntiEntropy(self)
+        self.purger = Purger(self)  # removes keys dead for gc_grace_seconds (respkv/node/purge.py)
         self.keyscan = KeyScan(self)  # KEYS, SCAN, DBSIZE, RANDOMKEY across the cluster
         node.state.cluster = self
         node.state.table = node.state.table.copy()  # this node's own table, plus:
@@ -674,6 +680,7 @@ class Cluster:
             if self.handoff is not None:
                 await nursery.start(self.handoff.run)
             await nursery.start(self.antientropy.run)
+            await nursery.start(self.purger.run)
             task_status.started(self.peer_port)
             if self.gossip.own.status is NodeStatus.JOINING:
                 await self._settle_new_member()
@@ -1392,6 +1399,9 @@ class Cluster:
         if self.server is not None:
             out.update(self.server.stats)
         out.update(self.replica.stats)
+        out.update(self.purger.stats)
+        out["dot_floor"] = self.replica.dot_floor
+        out["gc_grace_seconds"] = self.config.gc_grace_seconds
         out.update(self.rr_stats)
         out["read_repair"] = self.config.read_repair
         out["read_repair_chance"] = self.config.read_repair_chance

@@ -37,7 +37,7 @@ class LocalReplica:
     """Reads, merges and coordinates writes on this node's copy of each key."""
 
     def __init__(self, engine: Engine, node_id: str, clock_ms: Callable[[], int],
-                 decoded_cache_entries: int = DECODED_CACHE_ENTRIES) -> None:
+                 decoded_cache_entries: int = DECODED_CACHE_ENTRIES, dot_floor: int = 0) -> None:
         self.engine = engine
         self.node_id = node_id
         self.clock_ms = clock_ms
@@ -51,6 +51,9 @@ class LocalReplica:
         self.decoded_cache_entries = decoded_cache_entries
         self._decoded: dict[bytes, tuple[bytes, SiblingSet]] = {}
         self._decoded_old: dict[bytes, tuple[bytes, SiblingSet]] = {}
+        # Above every counter this node issued for a key it has since purged (and persisted
+        # before any such key was removed: respkv/node/purge.py); every new dot is above it.
+        self.dot_floor = dot_floor
 
     def _cached(self, skey: bytes, data: bytes) -> SiblingSet | None:
         """The decoded form of ``data``, the stored bytes of ``skey``, if it is remembered."""
@@ -176,21 +179,37 @@ class LocalReplica:
             if stored is None:
                 stored = SiblingSet(V.decode_sibling_set_clock(raw), ())
             new = V.overwrite(stored, self.node_id, value, timestamp_ms=now,
-                              expire_at_ms=expire_at_ms)
+                              expire_at_ms=expire_at_ms, floor=self.dot_floor)
         else:
             stored = self._decode(skey, raw) if raw else EMPTY
             if seen is not None and seen.siblings:
                 stored = V.sync(stored, seen)
             if context is None:
                 new = V.overwrite(stored, self.node_id, value, timestamp_ms=now,
-                                  expire_at_ms=expire_at_ms)
+                                  expire_at_ms=expire_at_ms, floor=self.dot_floor)
             else:
                 new = V.update(stored, context, self.node_id, value, timestamp_ms=now,
-                               expire_at_ms=expire_at_ms)
+                               expire_at_ms=expire_at_ms, floor=self.dot_floor)
         data = V.encode_sibling_set(new)
         self.engine.put(skey, data)
         self._remember(skey, data, new)
         return new, data
+
+    def purge(self, chosen: list[tuple[bytes, bytes]]) -> int:
+        """Remove each ``(storage key, stored bytes)`` whose stored bytes are still those (a
+        key written since stays). The caller has made ``dot_floor`` cover this node's counter
+        on each of them, durably. Returns how many were removed."""
+        engine = self.engine
+        removed = 0
+        for skey, data in chosen:
+            rec = engine.get(skey)
+            if rec is None or rec.value != data:
+                continue
+            engine.delete(skey)
+            self._decoded.pop(skey, None)
+            self._decoded_old.pop(skey, None)
+            removed += 1
+        return removed
 
 
 def _supersedes(b: SiblingSet, a: SiblingSet) -> bool:

@@ -8,10 +8,7 @@ the sync of all versions, and move only what differs."""
 
 from __future__ import annotations
 
-import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,61 +18,11 @@ from respkv.cluster import versions as V
 from respkv.cluster import wire
 from respkv.cluster.hashing import TokenRange, token_of
 from respkv.cluster.ring import Ring, Transfer, natural_replicas, remove_node, transfer_plan
-from respkv.config import Config
 from respkv.node.antientropy import AntiEntropy
 from respkv.node.replica import cluster_storage_key
 from respkv.node.server import Node
 from respkv.node.streaming import fetch_ranges, plan_fetches, plan_sends, stream_ranges
-from respkv.storage.memory import MemoryEngine
-from respkv.testing.procs import free_port
-
-SECRET = "a cluster secret for tests, 32+b\n"
-
-
-@asynccontextmanager
-async def running_nodes(tmp_path: Path, count: int, **settings: Any) -> AsyncIterator[list[Node]]:
-    """``count`` cluster nodes in this process (memory engines, loopback peer ports chosen
-    free), each with an AntiEntropy; yields once every node sees every other up in its ring;
-    shuts them all down on exit."""
-    secret = tmp_path / "secret"
-    secret.write_text(SECRET)
-    peer_ports = [free_port() for _ in range(count)]
-    nodes = []
-    for i in range(count):
-        seeds = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(peer_ports) if j != i)
-        cfg = Config(engine="memory", port=0, appendfsync="no", node_id=f"n{i}", seeds=seeds,
-                     peer_port=peer_ports[i], cluster_secret_file=str(secret),
-                     dir=str(tmp_path / f"n{i}"), gossip_interval_ms=100,
-                     request_timeout_ms=2000, hinted_handoff=False,
-                     anti_entropy_interval_ms=0, **settings)
-        node = Node(cfg, engine=MemoryEngine(), rng=random.Random(i))
-        if getattr(node.cluster, "antientropy", None) is None:  # not wired by the Cluster
-            node.cluster.antientropy = AntiEntropy(node.cluster)
-        nodes.append(node)
-    async with trio.open_nursery() as nursery:
-        try:
-            for node in nodes:
-                await nursery.start(node.run)
-            await settled(nodes)
-            yield nodes
-        finally:
-            for node in nodes:
-                node.request_shutdown()
-
-
-async def settled(nodes: list[Node]) -> None:
-    """Every node has every node in its ring and up (again: writing straight into a replica
-    blocks the event loop, and a peer that missed heartbeats meanwhile is down for a while)."""
-    ids = {n.cluster.node_id for n in nodes}
-    await wait_for(lambda: all(set(n.cluster.ring.nodes) == ids and n.cluster.up_nodes() >= ids
-                               for n in nodes), 20)
-
-
-async def wait_for(cond: Callable[[], bool], deadline_s: float) -> None:
-    """Poll ``cond`` (state of other tasks, no event to wait on) until true, with a deadline."""
-    with trio.fail_after(deadline_s):
-        while not cond():  # noqa: ASYNC110
-            await trio.sleep(0.02)
+from respkv.testing.inproc import running_nodes, settled, wait_for
 
 
 def stored(node: Node) -> dict[bytes, bytes]:
