@@ -466,8 +466,24 @@ async def _wait_op(op: _Op, deadlines: Deadlines) -> None:
         deadlines.discard(op)
 
 
+def _replica_write(sender: str, timeout_ms: int, db: int, key: bytes, data: bytes
+                   ) -> Callable[[int], bytes]:
+    """A link request builder: ``RW`` of ``data`` for ``key`` (the request id comes later)."""
+    return lambda rid: wire.encode_request(wire.ReplicaWrite(rid, sender, timeout_ms, db, key,
+                                                             data))
+
+
+def _service_call(sender: str, timeout_ms: int, service: bytes, args: tuple[bytes, ...]
+                  ) -> Callable[[int], bytes]:
+    """A link request builder: the service call ``C service args``."""
+    return lambda rid: wire.encode_request(wire.ServiceCall(rid, sender, timeout_ms, service,
+                                                            args))
+
+
 class Cluster:
     """The cluster side of one node: ring view, peer server, links, coordination."""
+
+    stream_service: streaming.StreamService  # set by streaming.register_services (AntiEntropy)
 
     def __init__(self, node: Any, settings: ClusterSettings | None = None,
                  nonce: Callable[[int], bytes] | None = None) -> None:
@@ -773,8 +789,8 @@ class Cluster:
             box.append(reply)
             done.set()
 
-        req_id = link.send(lambda rid: wire.encode_request(wire.ServiceCall(
-            rid, self.node_id, int(timeout * 1000), service, args)), callback)
+        req_id = link.send(_service_call(self.node_id, int(timeout * 1000), service, args),
+                           callback)
         if not req_id:
             raise PeerCallError(f"{node_id}: not connected or overloaded")
         with trio.move_on_after(timeout):
@@ -1069,8 +1085,8 @@ class Cluster:
                 self.replica.apply_raw(db, key, data)
                 continue
             link = self.links.get(node)
-            if link is not None and link.send(lambda rid, key=key, data=data: wire.encode_request(
-                    wire.ReplicaWrite(rid, self.node_id, timeout_ms, db, key, data)), callback):
+            if link is not None and link.send(
+                    _replica_write(self.node_id, timeout_ms, db, key, data), callback):
                 waiting[0] += 1
         if waiting[0]:
             with trio.move_on_after(self.timeout_s):
@@ -1161,9 +1177,8 @@ class Cluster:
                 continue
             link = self.links.get(node)
             if link is not None:
-                link.send(lambda rid, key=k.key: wire.encode_request(wire.ReplicaWrite(
-                    rid, self.node_id, int(self.timeout_s * 1000), db, key, data)),
-                    lambda _reply: None)
+                link.send(_replica_write(self.node_id, int(self.timeout_s * 1000), db, k.key,
+                                         data), lambda _reply: None)
 
     async def _quorum_write(
         self, db: int, mutations: dict[bytes, tuple[bytes | None, int]], level: Level,
@@ -1243,18 +1258,16 @@ class Cluster:
                 k.tracker.ok(node)
             else:
                 args = (target.encode(), b"%d" % db, key, data)
-                self._send(op, k, node, lambda rid, args=args: wire.encode_request(
-                    wire.ServiceCall(rid, self.node_id, timeout_ms, b"hint", args)),
-                    read=False, db=db)
+                self._send(op, k, node, _service_call(self.node_id, timeout_ms, b"hint", args),
+                           read=False, db=db)
         for node in extra:
             if node == self.node_id:
                 self.replica.apply_raw(db, key, data)
                 continue
             link = self.links.get(node)
             if link is not None:
-                link.send(lambda rid: wire.encode_request(
-                    wire.ReplicaWrite(rid, self.node_id, timeout_ms, db, key, data)),
-                    lambda _reply: None)
+                link.send(_replica_write(self.node_id, timeout_ms, db, key, data),
+                          lambda _reply: None)
 
     def _forward(self, op: _Op, k: _KeyOp, p: ReplicaPlan, first: str, db: int, key: bytes,
                  value: bytes | None, expire: int, context: VersionVector | None,

@@ -38,8 +38,11 @@ async def running_nodes(tmp_path: Path, count: int, clock_ms: Callable[[], int] 
             dir=str(tmp_path / f"n{i}"), gossip_interval_ms=100, request_timeout_ms=2000,
             hinted_handoff=False, anti_entropy_interval_ms=0)
         values.update(settings)
-        extra = {} if clock_ms is None else {"clock_ms": clock_ms}
-        nodes.append(Node(Config(**values), engine=MemoryEngine(), rng=random.Random(i), **extra))
+        cfg = Config(**values)
+        if clock_ms is None:
+            nodes.append(Node(cfg, engine=MemoryEngine(), rng=random.Random(i)))
+        else:
+            nodes.append(Node(cfg, engine=MemoryEngine(), rng=random.Random(i), clock_ms=clock_ms))
     async with trio.open_nursery() as nursery:
         try:
             for node in nodes:
