@@ -23,8 +23,8 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
-
 from rawresp import COMPARED, flushall
+
 from respkv.testing.procs import ServerProcess, redis_server_path, start_redis, start_respkv
 
 settings.register_profile(

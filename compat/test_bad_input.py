@@ -18,8 +18,8 @@ import time
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-
 from rawresp import COMPARED, RawConn, _NeedMore, _parse, encode_command, examples, flushall
+
 from respkv.testing.procs import ServerProcess
 
 BAD_SETTINGS = dict(

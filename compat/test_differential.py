@@ -39,9 +39,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from rawresp import COMPARED, RawConn, Reply, examples, flushall
 
 import respkv.commands  # noqa: F401  (registers every command, so TABLE is complete)
-from rawresp import COMPARED, RawConn, Reply, examples, flushall
 from respkv.commands.core import TABLE
 
 # -- generated arguments ------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import subprocess
 import time
 
 import pytest
-
 from rawresp import COMPARED, RawConn, flushall
+
 from respkv.testing.procs import ServerProcess
 
 REDIS_CLI = shutil.which("redis-cli")

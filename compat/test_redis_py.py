@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import warnings
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -327,7 +327,7 @@ def test_asyncio_pool_concurrency(respkv_mem, protocol: int) -> None:
             assert vals == [str(i).encode() for i in range(100)]
             assert await r.get("acounter") == b"300"
             pipe = r.pipeline(transaction=False)
-            for i in range(100):
+            for _ in range(100):
                 pipe.incr("p")
             assert (await pipe.execute())[-1] == 100
         finally:

@@ -68,9 +68,8 @@ def startup_os_error(exc: BaseException) -> OSError | None:
 def cmd_server(ns: argparse.Namespace) -> int:
     import trio
 
-    from respkv.node.server import run_node
-
     from respkv.node.cluster_cli import apply_server_flags
+    from respkv.node.server import run_node
 
     try:
         config = build_config(ns)

@@ -22,7 +22,7 @@ from respkv.commands import errors as E
 from respkv.commands.connection import validate_client_name
 from respkv.commands.core import Client, ServerState, parse_int
 from respkv.commands.errors import CommandError
-from respkv.commands.server import Container, encode_tree, help_reply, SetReply
+from respkv.commands.server import Container, SetReply, encode_tree, help_reply
 from respkv.protocol.resp import OK, Verbatim
 
 CLIENT = Container("client", -2, "connection", "A container for client connection commands",

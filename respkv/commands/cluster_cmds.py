@@ -15,7 +15,7 @@ from typing import Any
 from respkv.cluster.quorum import InvalidLevelError, parse_level
 from respkv.cluster.versions import encode_context
 from respkv.commands import errors as E
-from respkv.commands.core import TABLE, Client
+from respkv.commands.core import Client
 from respkv.commands.errors import CommandError
 from respkv.protocol.resp import OK
 

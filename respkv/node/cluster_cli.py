@@ -11,13 +11,13 @@ all by PID (SIGTERM, then SIGKILL after a grace period).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from respkv.config import Config

@@ -19,13 +19,13 @@ read its replies the server does not read its requests.
 from __future__ import annotations
 
 import ipaddress
-from bisect import bisect_left
 import logging
 import os
 import random
 import signal
 import socket
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,8 +33,9 @@ import trio
 
 import respkv.commands  # noqa: F401  (registers every command module)
 from respkv.commands import errors as E
-from respkv.commands.core import TABLE, Client, ServerState, execute
+from respkv.commands.core import Client, ServerState, execute
 from respkv.config import LOG_LEVELS, Config
+from respkv.node.info import register_info_providers
 from respkv.node.metrics import (
     BUCKET_OF_US,
     FAST_US,
@@ -42,11 +43,10 @@ from respkv.node.metrics import (
     CommandLatency,
     serve_metrics,
 )
-from respkv.node.info import register_info_providers
 from respkv.node.network import TCP, Network
 from respkv.node.streams import RawSocketStream
-from respkv.node.tls import open_tls_listener
 from respkv.node.systemd import SystemdNotifier
+from respkv.node.tls import open_tls_listener
 from respkv.protocol.resp import ErrorReply, ProtocolError, RequestParser, encode
 from respkv.storage.api import Engine
 

@@ -83,7 +83,7 @@ def batched_merge(sources: list[Iterator[list[Entry]]]) -> Iterator[list[Entry]]
         out: list[Entry] = []
         nbufs: list[list[Entry]] = []
         niters: list[Iterator[list[Entry]]] = []
-        for b, src in zip(bufs, iters):
+        for b, src in zip(bufs, iters, strict=True):
             i = bisect_right(b, bound)
             if i == len(b):
                 out += b

@@ -38,10 +38,10 @@ state holding every synced write (tests/storage/test_crash.py checks each one).
 from __future__ import annotations
 
 import itertools
-from bisect import bisect_left, bisect_right
 import logging
 import threading
 import zlib
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 
 from respkv.storage.api import Mutation, Record

@@ -269,7 +269,7 @@ def with_keys(blk: list) -> tuple[list[bytes], Sequence[int], bytes]:
     both = blk[BLK_BOTH]
     data = blk[BLK_DATA]
     n = len(both) >> 1
-    keys = [data[o + _HDR : o + _HDR + kl] for o, kl in zip(both[:n], both[n:])]
+    keys = [data[o + _HDR : o + _HDR + kl] for o, kl in zip(both[:n], both[n:], strict=True)]
     return keys, both, data
 
 
@@ -693,8 +693,8 @@ class TableReader:
             if end is not None and self.first_keys[i] >= end:
                 return
             keys, offs, data = self.block(i, cache, fill=False)
-            j = bisect_left(keys, start) if start else 0
-            for j in range(j, len(keys)):
+            first = bisect_left(keys, start) if start else 0
+            for j in range(first, len(keys)):
                 if end is not None and keys[j] >= end:
                     return
                 yield decode_entry(data, offs[j])
@@ -724,7 +724,7 @@ class TableReader:
                 nseq = -self.props.max_seq
                 yield [(k, nseq, KIND_PUT, 0, b"", a) if a.__class__ is bytes
                        else _answer_entry(k, nseq, a)
-                       for k, a in zip(keys[lo:hi], blk[BLK_ANSWERS][lo:hi])]
+                       for k, a in zip(keys[lo:hi], blk[BLK_ANSWERS][lo:hi], strict=True)]
             else:
                 keys, offs, data = self.block(i, cache, fill=False)
                 lo = bisect_left(keys, start) if start else 0
@@ -743,7 +743,7 @@ class TableReader:
             n = len(keys)
             ends = [*offs[1:n], len(data) - 4 - 8 * n]
             out = []
-            for key, o, end in zip(keys, offs, ends):
+            for key, o, end in zip(keys, offs, ends, strict=True):
                 kind, _kl, _ml, _vl, seq, t = unpack(data, o)
                 out.append((key, -seq, kind, t, data[o:end], None))
             yield out

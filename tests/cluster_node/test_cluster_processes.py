@@ -18,9 +18,8 @@ import pytest
 import redis
 
 from respkv.cluster import wire
-from respkv.testing.procs import free_port, start_respkv
-
 from respkv.testing.cluster import SECRET, LocalCluster, wait_until
+from respkv.testing.procs import free_port, start_respkv
 
 pytestmark = pytest.mark.slow
 
@@ -442,7 +441,7 @@ def test_keyed_commands_answer_as_a_single_node_does(cluster3: LocalCluster) -> 
             v = rng.choice(["x", "12", "hello", "7"])
             cmd = [a.format(k=k, k2=k2, v=v) for a in t]
 
-            def run(c: redis.Redis) -> object:
+            def run(c: redis.Redis, cmd: list[str] = cmd) -> object:
                 try:
                     return c.execute_command(*cmd)
                 except redis.ResponseError as e:

@@ -61,7 +61,7 @@ def test_sigkill_mid_load_loses_no_acknowledged_write(policy, tmp_path):
         for a in acked:
             keys = list(a)
             got = r.mget(keys)
-            for k, v in zip(keys, got):
+            for k, v in zip(keys, got, strict=True):
                 # The last acknowledged value, or a later one whose reply was in flight.
                 if v is None or (v != a[k] and int(v.split(b"-")[1]) < int(a[k].split(b"-")[1])):
                     lost.append((k, a[k], v))

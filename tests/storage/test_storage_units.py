@@ -217,7 +217,7 @@ def test_batched_merge_equals_heap_merge(seed: int) -> None:
         keys = sorted(rng.sample(range(200), rng.randrange(0, 60)))
         entries = [(b"%03d" % k, -(s * 1000 + k), KIND_PUT, 0, b"", b"") for k in keys]
         cuts = sorted(rng.sample(range(len(entries) + 1), min(3, len(entries) + 1)))
-        batches = [entries[a:b] for a, b in zip([0] + cuts, cuts + [len(entries)])]
+        batches = [entries[a:b] for a, b in zip([0] + cuts, cuts + [len(entries)], strict=True)]
         sources.append(batches)
     want = list(heapq.merge(*[[e for b in bs for e in b] for bs in sources]))
     got = [e for b in batched_merge([iter(bs) for bs in sources]) for e in b]
