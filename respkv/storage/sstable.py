@@ -743,7 +743,7 @@ class TableReader:
             n = len(keys)
             ends = [*offs[1:n], len(data) - 4 - 8 * n]
             out = []
-            for key, o, end in zip(keys, offs, ends, strict=True):
+            for key, o, end in zip(keys, offs, ends, strict=False):  # offs also holds the key lengths
                 kind, _kl, _ml, _vl, seq, t = unpack(data, o)
                 out.append((key, -seq, kind, t, data[o:end], None))
             yield out
