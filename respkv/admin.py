@@ -1,10 +1,10 @@
 """``respkv admin``: what a node says about itself and its cluster, as readable tables or JSON.
 
 ``respkv admin [-h HOST] [-p PORT] [-a PASSWORD] [--tls] [--json] COMMAND``, COMMAND one of
-``status``, ``ring``, ``hints``, ``repair [start|status]``, ``decommission [start|status]``,
-``join HOST:PEERPORT`` (docs/admin.md). The connection options may also follow the command.
+``status``, ``ring``, ``hints``, ``repair [start|status]``, ``purge [start|status]``,
+``decommission [start|status]``, ``join HOST:PEERPORT`` (docs/admin.md). The connection options may also follow the command.
 Everything but ``status`` is the server's ``RESPKV`` command (cluster mode only), read over
-RESP3; ``repair start`` and ``decommission start`` poll its STATUS and draw a progress bar on
+RESP3; ``repair start``, ``purge start`` and ``decommission start`` poll its STATUS and draw a progress bar on
 stderr.
 
 ``status``: what one node says about itself, as a readable table or as JSON.
@@ -368,7 +368,7 @@ def _connection_options(p: argparse.ArgumentParser, suppress: bool) -> None:
 
 def add_admin_parser(sub: Any) -> None:
     p = sub.add_parser("admin", help="ask a running node (status, ring, hints, repair, "
-                       "decommission, join)", add_help=False)
+                       "purge, decommission, join)", add_help=False)
     _connection_options(p, suppress=False)
     asub = p.add_subparsers(dest="admin_command", required=True)
 
@@ -382,6 +382,7 @@ def add_admin_parser(sub: Any) -> None:
     verb("ring", "the ring: every member, up/down, phi, vnodes, ownership", cmd_admin_ring)
     verb("hints", "hinted handoff: hints pending per target", cmd_admin_hints)
     for name, help_ in (("repair", "start an anti-entropy repair (progress bar) or show it"),
+                        ("purge", "start a sweep of keys dead for gc_grace_seconds, or show it"),
                         ("decommission", "stream this node's ranges away and leave the ring")):
         v = verb(name, help_, cmd_admin_job)
         v.add_argument("action", nargs="?", choices=("start", "status"), default="status",
@@ -473,7 +474,7 @@ cmd_admin_hints = _view("HINTS", format_hints)
 
 
 def cmd_admin_job(ns: argparse.Namespace) -> int:
-    """repair / decommission: STATUS once, or START and poll STATUS with a progress bar on
+    """repair / purge / decommission: STATUS once, or START and poll STATUS with a progress bar on
     stderr until the job is done, failed or gone; exit 1 unless it is done."""
     kind = ns.admin_command
     sub = kind.upper()

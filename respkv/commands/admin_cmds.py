@@ -1,6 +1,7 @@
 """RESPKV: the operator's view of a cluster node, for ``respkv admin`` (docs/admin.md).
 
-``RESPKV STATUS | RING | HINTS | REPAIR [START|STATUS] | DECOMMISSION [START|STATUS] |
+``RESPKV STATUS | RING | HINTS | REPAIR [START|STATUS] | PURGE [START|STATUS] |
+DECOMMISSION [START|STATUS] |
 JOIN host:peerport | HELP``. Replies are maps in RESP3 and flat arrays in RESP2 (``RING`` is an
 array of maps); the CLI speaks RESP3 and prints them as tables or JSON.
 
@@ -39,6 +40,8 @@ _HELP = (
     "    Hinted handoff: hints pending per target node, replay counters.",
     "REPAIR [START|STATUS]",
     "    Start an anti-entropy repair of this node's ranges, or show its progress.",
+    "PURGE [START|STATUS]",
+    "    Start a sweep removing keys dead for gc_grace_seconds, or show its progress.",
     "DECOMMISSION [START|STATUS]",
     "    Start streaming this node's ranges away and leave the ring, or show progress.",
     "JOIN <host:peerport>",
@@ -65,6 +68,8 @@ def register(table: Any) -> None:
     c.sub("hints", 2, "admin loading stale", "Hints pending per target", "respkv")(respkv_hints)
     c.sub("repair", -2, "admin", "Start or follow an anti-entropy repair", "respkv")(
         respkv_repair)
+    c.sub("purge", -2, "admin", "Start or follow a sweep of keys dead for gc_grace_seconds",
+          "respkv")(respkv_purge)
     c.sub("decommission", -2, "admin", "Start or follow this node's decommission", "respkv")(
         respkv_decommission)
     c.sub("join", 3, "admin", "Join a cluster through a seed", "respkv")(respkv_join)
@@ -116,6 +121,10 @@ def respkv_hints(client: Client, args: list[bytes]) -> Any:
 
 def respkv_repair(client: Client, args: list[bytes]) -> Any:
     return _call(client, "REPAIR", "admin_repair", _action(args, "REPAIR"))
+
+
+def respkv_purge(client: Client, args: list[bytes]) -> Any:
+    return _call(client, "PURGE", "admin_purge", _action(args, "PURGE"))
 
 
 def respkv_decommission(client: Client, args: list[bytes]) -> Any:

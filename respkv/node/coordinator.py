@@ -1347,6 +1347,9 @@ class Cluster:
     def admin_repair(self, action: str = "start") -> dict[str, Any]:
         return self.topology.repair(action.lower())
 
+    def admin_purge(self, action: str = "start") -> dict[str, Any]:
+        return self.topology.purge(action.lower())
+
     def admin_decommission(self, action: str = "start") -> dict[str, Any]:
         return self.topology.decommission(action.lower())
 

@@ -29,13 +29,14 @@ A key that anti-entropy copies back from a replica that has not purged it yet is
 and purged by the next sweep (it is as dead there as here).
 
 The periodic task (:meth:`Purger.run`) sweeps every ``purge_interval_ms`` (jittered; 0: off);
-``respkv admin purge`` runs one sweep now. One sweep at a time (a lock).
+``respkv admin purge start`` (``RESPKV PURGE START``) runs one now. One sweep at a time (a lock).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -105,10 +106,11 @@ class Purger:
             except OSError as e:
                 log.error("event=purge_failed error=%r", str(e))
 
-    async def sweep(self, page_keys: int = SCAN_KEYS_PER_CALL) -> dict[str, int]:
+    async def sweep(self, page_keys: int = SCAN_KEYS_PER_CALL,
+                    progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
         """Walk every stored cluster key once, in pages (a checkpoint between pages), removing
         the purgeable ones. Returns this sweep's figures (checked, removed, skipped: changed
-        while the floor was being persisted)."""
+        while the floor was being persisted); ``progress(checked, 0)`` after each page."""
         async with self._lock:
             cluster = self.cluster
             node = cluster.node
@@ -135,6 +137,8 @@ class Purger:
                         if mine > floor:
                             floor = mine
                 fig["checked"] += len(items)
+                if progress is not None:
+                    progress(fig["checked"], 0)
                 if chosen:
                     if floor > replica.dot_floor:
                         # Raised before the await: dots issued meanwhile are above it already.

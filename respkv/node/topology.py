@@ -91,6 +91,7 @@ class Topology:
         clock = cluster.node.clock_ms
         self.repair_op = Operation("repair", clock)
         self.decommission_op = Operation("decommission", clock)
+        self.purge_op = Operation("purge", clock)
         self.join_op = Operation("join", clock)
 
     @property
@@ -163,6 +164,18 @@ class Topology:
             return dict(await ae.repair(progress=op.progress))
 
         return self._start(self.repair_op, work)
+
+    def purge(self, action: str) -> dict[str, Any]:
+        """One sweep of keys dead for gc_grace_seconds (respkv/node/purge.py); ``done`` counts
+        the keys checked (the total is not known ahead)."""
+        if action == "status":
+            return self.purge_op.view()
+        purger = self.cluster.purger
+
+        async def work(op: Operation) -> dict[str, Any]:
+            return dict(await purger.sweep(progress=op.progress))
+
+        return self._start(self.purge_op, work)
 
     def decommission(self, action: str) -> dict[str, Any]:
         if action == "status":

@@ -4,6 +4,7 @@ docs/cluster.md, "Purging dead keys"). The nodes share a wall clock the test mov
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import hiredis
 import pytest
 import trio
 
+from respkv import admin
 from respkv.cluster import versions as V
 from respkv.config import Config, ConfigError
 from respkv.node.purge import DOT_FLOOR_FILE, load_dot_floor, save_dot_floor
@@ -163,3 +165,33 @@ async def test_the_floor_is_persisted_before_keys_are_removed(tmp_path: Path) ->
         assert s.siblings[0].dot.counter == 5
     finally:
         again.engine.close()
+
+
+async def test_respkv_purge_start_runs_a_sweep_and_status_reports_it(tmp_path: Path) -> None:
+    """The admin path (``respkv admin purge start`` sends these): START returns at once with
+    the operation running; STATUS reports it done with the sweep's figures."""
+    clock = WallClock()
+    async with running_nodes(tmp_path, 1, clock) as (a,):
+        assert await cmd(a, "SET", "k", "v") == b"OK"
+        assert await cmd(a, "DEL", "k") == 1
+        clock.ms += GRACE_S * 1000
+        started = await cmd(a, "RESPKV", "PURGE", "START")
+        assert dict(zip(started[::2], started[1::2], strict=True))[b"state"] == b"running"
+        with trio.fail_after(10):
+            while True:
+                reply = await cmd(a, "RESPKV", "PURGE", "STATUS")
+                st = dict(zip(reply[::2], reply[1::2], strict=True))
+                if st[b"state"] != b"running":
+                    break
+                await trio.sleep(0.01)
+        assert st[b"state"] == b"done" and st[b"done"] == 1
+        result = dict(zip(st[b"result"][::2], st[b"result"][1::2], strict=True))
+        assert result == {b"checked": 1, b"removed": 1, b"skipped": 0}
+        assert stored(a, b"k") is None
+
+
+def test_the_admin_cli_knows_purge() -> None:
+    p = argparse.ArgumentParser()
+    admin.add_admin_parser(p.add_subparsers(dest="command"))
+    ns = p.parse_args(["admin", "purge", "start", "--no-wait"])
+    assert (ns.admin_command, ns.action, ns.no_wait) == ("purge", "start", True)
