@@ -72,6 +72,7 @@ from respkv.cluster.merkle import (
 )
 from respkv.cluster.ring import replica_ranges
 from respkv.cluster.wire import WireError, parse_uint
+from respkv.node.periodic import every
 from respkv.node.streaming import (
     MAX_KEYS_PER_FETCH,
     SCAN_KEYS_PER_CALL,
@@ -172,24 +173,21 @@ class AntiEntropy:
         """Every ``anti_entropy_interval_ms`` (x0.5-1.5 jitter from the node's random source),
         one exchange with the next (range, up peer) pair; never returns unless the interval is
         0 (off). A failed exchange is logged and counted; the next pair is tried next time."""
-        task_status.started()
-        interval_s = self.cluster.config.anti_entropy_interval_ms / 1000
-        if interval_s <= 0:
+        await every(self.cluster.config.anti_entropy_interval_ms, self.cluster.node.rng,
+                    self._next_exchange, task_status)
+
+    async def _next_exchange(self) -> None:
+        targets = self.exchange_targets()
+        if not targets:
             return
-        rng = self.cluster.node.rng
-        while True:
-            await trio.sleep(interval_s * (0.5 + rng.random()))
-            targets = self.exchange_targets()
-            if not targets:
-                continue
-            r, peer = targets[self._cursor % len(targets)]
-            self._cursor += 1
-            fig = _Figures()
-            try:
-                await self.exchange(r, peer, fig)
-            except Exception as e:  # a peer going away must not stop the task
-                self.stats["ae_exchange_failures"] += 1
-                log.warning("event=ae_exchange_failed peer=%s error=%r", peer, str(e))
+        r, peer = targets[self._cursor % len(targets)]
+        self._cursor += 1
+        fig = _Figures()
+        try:
+            await self.exchange(r, peer, fig)
+        except Exception as e:  # a peer going away must not stop the task
+            self.stats["ae_exchange_failures"] += 1
+            log.warning("event=ae_exchange_failed peer=%s error=%r", peer, str(e))
 
     async def repair(self, progress: Progress | None = None) -> dict[str, int]:
         """Exchange every range this node replicates with every up replica that shares it

@@ -35,6 +35,7 @@ import trio
 from respkv.cluster import membership as M
 from respkv.cluster.failure import PhiAccrualDetector
 from respkv.cluster.membership import Membership, NodeState, NodeStatus
+from respkv.storage.fs import replace_durably
 
 log = logging.getLogger("respkv.gossip")
 
@@ -67,18 +68,7 @@ def load_state(data_dir: str) -> dict[str, Any] | None:
 def save_state(data_dir: str, state: dict[str, Any]) -> None:
     """Atomically replace ``<dir>/cluster_state`` (write, fsync, rename, fsync the folder)."""
     os.makedirs(data_dir, exist_ok=True)
-    path = os.path.join(data_dir, STATE_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(json.dumps(state, sort_keys=True).encode())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    replace_durably(os.path.join(data_dir, STATE_FILE), json.dumps(state, sort_keys=True).encode())
 
 
 class Gossiper:

@@ -42,7 +42,9 @@ from typing import Any
 import trio
 
 from respkv.cluster import versions as V
+from respkv.node.periodic import every
 from respkv.node.streaming import SCAN_KEYS_PER_CALL, read_page
+from respkv.storage.fs import replace_durably
 
 log = logging.getLogger("respkv.purge")
 
@@ -67,18 +69,7 @@ def load_dot_floor(data_dir: str) -> int:
 
 def save_dot_floor(data_dir: str, floor: int) -> None:
     """Atomically replace ``<dir>/dot_floor`` (write, fsync, rename, fsync the folder)."""
-    path = os.path.join(data_dir, DOT_FLOOR_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(b"%d\n" % floor)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    replace_durably(os.path.join(data_dir, DOT_FLOOR_FILE), b"%d\n" % floor)
 
 
 class Purger:
@@ -94,17 +85,14 @@ class Purger:
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Every ``purge_interval_ms`` (x0.5-1.5 jitter), one sweep; never returns unless the
         interval is 0 (off). A failed sweep is logged; the next one starts over."""
-        task_status.started()
-        interval_s = self.cluster.config.purge_interval_ms / 1000
-        if interval_s <= 0:
-            return
-        rng = self.cluster.node.rng
-        while True:
-            await trio.sleep(interval_s * (0.5 + rng.random()))
-            try:
-                await self.sweep()
-            except OSError as e:
-                log.error("event=purge_failed error=%r", str(e))
+        await every(self.cluster.config.purge_interval_ms, self.cluster.node.rng,
+                    self._sweep_logged, task_status)
+
+    async def _sweep_logged(self) -> None:
+        try:
+            await self.sweep()
+        except OSError as e:  # the floor could not be persisted: nothing was removed
+            log.error("event=purge_failed error=%r", str(e))
 
     async def sweep(self, page_keys: int = SCAN_KEYS_PER_CALL,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, int]:

@@ -150,6 +150,19 @@ class OSRandomAccessFile:
         self.close()
 
 
+def replace_durably(path: str, data: bytes) -> None:
+    """Replace the file ``path`` with ``data`` on the real file system: write a temporary file
+    beside it, fsync it, rename it over ``path``, fsync the directory. After a crash the file
+    holds the old contents or the new ones, never a mix, and once this returns, the new."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    OSFileSystem().fsync_dir(os.path.dirname(path) or ".")
+
+
 class OSFileSystem:
     """The real file system (POSIX)."""
 
