@@ -43,12 +43,14 @@ import trio
 
 from respkv.cluster import versions as V
 from respkv.node.periodic import every
-from respkv.node.streaming import SCAN_KEYS_PER_CALL, read_page
+from respkv.node.streaming import read_page
 from respkv.storage.fs import replace_durably
 
 log = logging.getLogger("respkv.purge")
 
 DOT_FLOOR_FILE = "dot_floor"
+# One page of a sweep runs without a checkpoint: ~256 keys keep it to a few milliseconds.
+PAGE_KEYS = 256
 PAGE_BYTES = 1024 * 1024
 
 
@@ -94,7 +96,7 @@ class Purger:
         except OSError as e:  # the floor could not be persisted: nothing was removed
             log.error("event=purge_failed error=%r", str(e))
 
-    async def sweep(self, page_keys: int = SCAN_KEYS_PER_CALL,
+    async def sweep(self, page_keys: int = PAGE_KEYS,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
         """Walk every stored cluster key once, in pages (a checkpoint between pages), removing
         the purgeable ones. Returns this sweep's figures (checked, removed, skipped: changed

@@ -29,6 +29,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple, Protocol
 
+# Scan windows (Engine.scan): the first copies this many entries of the mutable state, each next
+# one twice as many, up to SCAN_WINDOW_MAX.
+SCAN_WINDOW_FIRST = 64
+SCAN_WINDOW_MAX = 8192
+
 
 class Record(NamedTuple):
     """A live value as the engine returns it. Tombstones are never returned."""
@@ -64,8 +69,13 @@ class Engine(Protocol):
         ...
 
     def scan(self, start: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, Record]]:
-        """Live records with start <= key < end, in key order. The iterator sees a consistent
-        snapshot taken when it was created; mutations made while iterating are not seen."""
+        """Live records with start <= key < end, in key order, each key once. Read in windows
+        of consecutive keys (``SCAN_WINDOW_FIRST`` entries, doubling up to
+        ``SCAN_WINDOW_MAX``): each window is a consistent snapshot taken when the iteration
+        reaches it, the first one when the iterator is created. So a mutation made while
+        iterating is not seen in the windows already taken, and is seen in the later ones
+        (a key written ahead of the iteration shows its new state); a caller that stops early
+        copies little."""
         ...
 
     # -- durability -------------------------------------------------------------------------

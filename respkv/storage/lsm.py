@@ -44,7 +44,7 @@ import zlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 
-from respkv.storage.api import Mutation, Record
+from respkv.storage.api import SCAN_WINDOW_FIRST, SCAN_WINDOW_MAX, Mutation, Record
 from respkv.storage.bloom import (
     DEFAULT_BITS_PER_KEY,
     MASK_SHIFT,
@@ -608,11 +608,36 @@ class LSMEngine:
         return MISSING
 
     def scan(self, start: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, Record]]:
-        # The snapshot is taken here, not when the generator first runs: the active memtable's
-        # range is copied now; frozen memtables and tables are immutable.
+        """Live records with start <= key < end, in key order, read in windows: each window is
+        a consistent snapshot of a key range holding a bounded number of the active memtable's
+        entries (``SCAN_WINDOW_FIRST``, doubling up to ``SCAN_WINDOW_MAX``; copied when the
+        window is taken; frozen memtables and tables are immutable). The first window is taken
+        here, the next ones when the iteration reaches them, so a caller that stops after a few
+        keys copies a few entries, not the memtable's whole tail. Every key is visited once, in
+        order, as of the time its window was taken (a write between windows is seen or not
+        according to its key's place)."""
+        first = self._window(start, end, SCAN_WINDOW_FIRST)
+        return self._windows(first, end)
+
+    def _windows(self, first: tuple[Iterator[tuple[bytes, Record]], bytes | None],
+                 end: bytes | None) -> Iterator[tuple[bytes, Record]]:
+        it, cut = first
+        size = SCAN_WINDOW_FIRST
+        while True:
+            yield from it
+            if cut is None:
+                return
+            size = min(size * 2, SCAN_WINDOW_MAX)
+            it, cut = self._window(cut, end, size)
+
+    def _window(self, start: bytes, end: bytes | None, size: int
+                ) -> tuple[Iterator[tuple[bytes, Record]], bytes | None]:
         mem = self._mem
         st = self._state
-        sources = [_chunks(iter(mem.snapshot_entries(start, end)), 512)]
+        entries, cut = mem.snapshot_entries(start, end, size)
+        if cut is not None:
+            end = cut
+        sources = [_chunks(iter(entries), 512)]
         rts = list(mem.rts)
         for m in st.frozen:
             sources.append(_chunks(m.iter_entries(start, end), 512))
@@ -621,7 +646,7 @@ class LSMEngine:
             rts += t.range_tombstones
             if not t.empty and (end is None or t.smallest < end) and t.largest >= start:
                 sources.append(t.iter_batches(start, end, self._cache))
-        return _live(sources, rts)
+        return _live(sources, rts), cut
 
     # -- background work ----------------------------------------------------------------------
     def background_work_pending(self) -> bool:

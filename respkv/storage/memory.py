@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 
-from respkv.storage.api import Mutation, Record
+from respkv.storage.api import SCAN_WINDOW_FIRST, SCAN_WINDOW_MAX, Mutation, Record
 
 
 class MemoryEngine:
@@ -52,15 +52,36 @@ class MemoryEngine:
         return self._seq
 
     def scan(self, start: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, Record]]:
+        """Records with start <= key < end in key order, in windows as ``LSMEngine.scan``: each
+        window's records are copied when the iteration reaches it (the first one now), so a
+        scan that stops early copies little."""
+        first = self._window(start, end, SCAN_WINDOW_FIRST)
+        return self._windows(first, end)
+
+    def _windows(self, first: tuple[list[tuple[bytes, Record]], bytes | None],
+                 end: bytes | None) -> Iterator[tuple[bytes, Record]]:
+        items, cut = first
+        size = SCAN_WINDOW_FIRST
+        while True:
+            yield from items
+            if cut is None:
+                return
+            size = min(size * 2, SCAN_WINDOW_MAX)
+            items, cut = self._window(cut, end, size)
+
+    def _window(self, start: bytes, end: bytes | None, size: int
+                ) -> tuple[list[tuple[bytes, Record]], bytes | None]:
         if self._sorted is None:
             self._sorted = sorted(self._data)
         keys = self._sorted
         lo = bisect.bisect_left(keys, start)
         hi = len(keys) if end is None else bisect.bisect_left(keys, end)
-        # Snapshot: copy the slice and the records now, so later mutations are not seen.
+        cut = None
+        if hi - lo > size:
+            hi = lo + size
+            cut = keys[hi]
         data = self._data
-        snapshot = [(k, data[k]) for k in keys[lo:hi] if k in data]
-        return iter(snapshot)
+        return [(k, data[k]) for k in keys[lo:hi] if k in data], cut
 
     def write_pending(self) -> int:
         return self._seq

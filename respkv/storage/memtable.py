@@ -105,13 +105,20 @@ class Memtable:
                 self._nsorted = len(d)
             return self._sorted
 
-    def snapshot_entries(self, start: bytes, end: bytes | None) -> list[Entry]:
-        """Entries with start <= key < end, copied now (for a scan of the active memtable)."""
+    def snapshot_entries(self, start: bytes, end: bytes | None,
+                         limit: int | None = None) -> tuple[list[Entry], bytes | None]:
+        """Entries with start <= key < end, copied now (for a scan of the active memtable): at
+        most ``limit`` of them. Returns them and ``cut``: None when they are all of the range,
+        else the first key not copied (the range copied is start <= key < cut)."""
         keys = self.sorted_keys()
         lo = bisect_left(keys, start) if start else 0
         hi = len(keys) if end is None else bisect_left(keys, end)
+        cut = None
+        if limit is not None and hi - lo > limit:
+            hi = lo + limit
+            cut = keys[hi]
         d = self.data
-        return [to_entry(k, d[k]) for k in keys[lo:hi]]
+        return [to_entry(k, d[k]) for k in keys[lo:hi]], cut
 
     def iter_entries(self, start: bytes = b"", end: bytes | None = None) -> Iterator[Entry]:
         """Lazily; only for a frozen (immutable) memtable."""
