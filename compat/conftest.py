@@ -34,6 +34,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 
+# A long hunt for mismatches, run by hand: pytest compat --hypothesis-profile deep
+settings.register_profile("deep", parent=settings.get_profile("ci"), max_examples=3000)
+
 SERVER_FIXTURES = ("respkv_mem", "respkv_lsm", "redis_srv")
 
 

@@ -275,6 +275,11 @@ FORMS: dict[str, st.SearchStrategy[list[Any]]] = {
     "CLIENT GETNAME": cmd("CLIENT", opt("GETNAME")),
     "CLIENT INFO": cmd("CLIENT", opt("INFO")),
     "CONFIG GET": cmd("CONFIG", opt("GET"), st.lists(CONFIG_PARAMS, min_size=1, max_size=3)),
+    "MULTI": cmd("MULTI"),
+    "EXEC": cmd("EXEC"),
+    "DISCARD": cmd("DISCARD"),
+    "WATCH": cmd("WATCH", keys()),
+    "UNWATCH": cmd("UNWATCH"),
 }
 
 # Commands that build state for the focus command (kept only if respkv has them).

@@ -8,6 +8,7 @@ from typing import Any
 from respkv.commands import errors as E
 from respkv.commands.core import TABLE, Client, parse_int
 from respkv.commands.errors import CommandError
+from respkv.commands.transactions import discard_transaction
 from respkv.protocol.resp import OK, PONG, SimpleString
 
 cmd = TABLE.command
@@ -131,6 +132,7 @@ def validate_client_name(name: bytes) -> None:
 
 @cmd("reset", 1, "fast noauth", group="connection", summary="Reset the connection")
 def reset(client: Client, args: list[bytes]) -> Any:
+    discard_transaction(client)
     client.select(0)
     client.resp3 = False
     client.name = b""

@@ -22,9 +22,9 @@ from typing import Any
 
 from respkv.commands import errors as E
 from respkv.commands.errors import CommandError
-from respkv.commands.keyspace import Keyspace
+from respkv.commands.keyspace import Keyspace, unwatch_all
 from respkv.config import Config
-from respkv.protocol.resp import ErrorReply
+from respkv.protocol.resp import ErrorReply, SimpleString
 from respkv.storage.api import Engine
 
 log = logging.getLogger("respkv.commands")
@@ -134,7 +134,8 @@ class Client:
     __slots__ = (
         "id", "server", "db", "dbnum", "resp3", "name", "lib_name", "lib_ver", "authenticated",
         "user", "peer", "laddr", "created_ms", "last_ms", "last_cmd", "close_after_reply",
-        "killed", "read_level", "write_level", "qbuf", "obuf", "flags", "__weakref__",
+        "killed", "read_level", "write_level", "qbuf", "obuf", "flags", "multi", "multi_error",
+        "watched", "dirty_cas", "__weakref__",
     )
 
     def __init__(self, server: ServerState, client_id: int, peer: str = "", laddr: str = "") -> None:
@@ -160,6 +161,13 @@ class Client:
         self.qbuf = 0
         self.obuf = 0
         self.flags = "N"
+        # Transactions (respkv/commands/transactions.py): the commands queued since MULTI (None:
+        # not in MULTI), whether one was refused while queuing (EXEC then aborts), the keys this
+        # client WATCHes ([keyspace, key, expired when watched]) and whether one was touched.
+        self.multi: list[tuple[CommandSpec, list[bytes]]] | None = None
+        self.multi_error = False
+        self.watched: list[list[Any]] = []
+        self.dirty_cas = False
 
     def select(self, db: int) -> None:
         self.dbnum = db
@@ -214,6 +222,8 @@ class ServerState:
 
     def drop_client(self, client: Client) -> None:
         self.clients.pop(client.id, None)
+        if client.watched:
+            unwatch_all(client)
 
     def slowlog_record(self, duration_us: int, args: list[bytes], client: Client) -> None:
         if duration_us < self.config.slowlog_log_slower_than or self.config.slowlog_log_slower_than < 0:
@@ -253,16 +263,19 @@ def execute(spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
     """Run one looked-up command; returns the reply value (errors as ErrorReply values).
 
     The hot path: an arity check, an auth check, the handler. Timing, stats and slowlog are
-    the caller's (the node's), so that this stays free of clocks.
+    the caller's (the node's), so that this stays free of clocks. Between MULTI and EXEC the
+    command is checked and queued instead (``transactions.queue``).
     """
+    if client.multi is not None:
+        return _queue(spec, client, args)
     if spec is None:
         return _unknown_command(args)
     a = spec.arity
     n = len(args)
     if (n != a) if a > 0 else (n < -a):
-        return CommandError(E.WRONG_ARGS % spec.name)
+        return _reject(spec, client, (E.WRONG_ARGS % spec.name).removeprefix("ERR "))
     if not client.authenticated and "noauth" not in spec.flags:
-        return CommandError(E.NOAUTH)
+        return _reject(spec, client, E.NOAUTH)
     try:
         return spec.handler(client, args)
     except ErrorReply as e:
@@ -270,9 +283,61 @@ def execute(spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
     except Exception:
         # A bug in one handler must not take the connection or the node down: the client gets
         # an error, the server log gets the traceback.
-        log.exception("event=command_failed command=%s", spec.name)
-        client.server.stats["internal_errors"] = client.server.stats.get("internal_errors", 0) + 1
-        return CommandError(E.INTERNAL % spec.name)
+        return _handler_failed(spec, client)
+
+
+# Run even between MULTI and EXEC, as redis-server's processCommand does (the others queue).
+NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
+QUEUED = SimpleString("QUEUED")
+
+
+def _queue(spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
+    """A command sent after MULTI: refused (and the transaction marked to abort) when EXEC
+    could never run it -- unknown, wrong arity, not authenticated, not allowed in a transaction
+    -- else queued (``+QUEUED``); EXEC, DISCARD, MULTI, WATCH, QUIT and RESET run now (their
+    handlers see ``client.multi``)."""
+    if spec is None:
+        client.multi_error = True
+        return _unknown_command(args)
+    a = spec.arity
+    n = len(args)
+    if (n != a) if a > 0 else (n < -a):
+        return _reject(spec, client, (E.WRONG_ARGS % spec.name).removeprefix("ERR "))
+    if not client.authenticated and "noauth" not in spec.flags:
+        return _reject(spec, client, E.NOAUTH)
+    if "no_multi" in spec.flags:
+        client.multi_error = True
+        return CommandError(E.NOT_IN_TRANSACTION)
+    if spec.name in NOT_QUEUED:
+        try:
+            return spec.handler(client, args)
+        except ErrorReply as e:
+            return e
+        except Exception:
+            return _handler_failed(spec, client)
+    assert client.multi is not None
+    client.multi.append((spec, args))
+    return QUEUED
+
+
+def _reject(spec: CommandSpec, client: Client, error: str) -> CommandError:
+    """redis-server's rejectCommand: inside MULTI the transaction will abort; a rejected EXEC
+    (in MULTI or not) answers EXECABORT quoting the error (a formatted one without its ERR, a
+    shared one whole) and leaves MULTI. ``error``: without ERR if it is a formatted one."""
+    if client.multi is not None:
+        client.multi_error = True
+    if spec.name == "exec":
+        from respkv.commands.transactions import discard_transaction
+
+        discard_transaction(client)
+        return CommandError(E.EXECABORT_BECAUSE % error)
+    return CommandError(error if not error[0].islower() else "ERR " + error)
+
+
+def _handler_failed(spec: CommandSpec, client: Client) -> CommandError:
+    log.exception("event=command_failed command=%s", spec.name)
+    client.server.stats["internal_errors"] = client.server.stats.get("internal_errors", 0) + 1
+    return CommandError(E.INTERNAL % spec.name)
 
 
 # -- argument helpers shared by the command modules ---------------------------------------------

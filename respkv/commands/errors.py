@@ -68,6 +68,15 @@ PROTECTED_MODE = (
 INTERNAL = "ERR internal error while running '%s' (the server logged it)"
 MULTI_UNSUPPORTED = "ERR %s is not supported by respkv: %s"
 
+# -- transactions (respkv/commands/transactions.py) ----------------------------------------------
+NOT_IN_TRANSACTION = "ERR Command not allowed inside a transaction"
+MULTI_NESTED = "ERR MULTI calls can not be nested"
+EXEC_WITHOUT_MULTI = "ERR EXEC without MULTI"
+DISCARD_WITHOUT_MULTI = "ERR DISCARD without MULTI"
+WATCH_IN_MULTI = "ERR WATCH inside MULTI is not allowed"
+EXECABORT = "EXECABORT Transaction discarded because of previous errors."
+EXECABORT_BECAUSE = "EXECABORT Transaction discarded because of: %s"
+
 # -- server and client commands (respkv/commands/server.py, client.py) --------------------------
 SUBCOMMAND_SYNTAX = "ERR unknown subcommand or wrong number of arguments for '%s'. Try %s HELP."
 GETKEYS_INVALID_COMMAND = "ERR Invalid command specified"

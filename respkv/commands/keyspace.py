@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from itertools import islice
+from typing import Any
 
 from respkv.storage.api import Engine, Record
 
@@ -44,7 +45,7 @@ def key_successor(prefix: bytes) -> bytes | None:
 class Keyspace:
     __slots__ = (
         "engine", "db", "prefix", "clock_ms", "_expires", "_expire_cursor", "stats",
-        "_scan_cursors", "_scan_tag",
+        "_scan_cursors", "_scan_tag", "watchers",
     )
 
     def __init__(self, engine: Engine, db: int, clock_ms: Callable[[], int]) -> None:
@@ -59,6 +60,10 @@ class Keyspace:
         self.stats = {"expired_keys": 0, "keyspace_hits": 0, "keyspace_misses": 0}
         self._scan_cursors: dict[int, bytes] = {}  # cursor -> key to resume after (insertion order)
         self._scan_tag = 0
+        # WATCHed keys: key -> the watch entries ([keyspace, key, expired when watched, client])
+        # of the clients watching it. Every write below that changes a key touches it
+        # (transactions.touch); empty (one falsy test per write) when nobody watches.
+        self.watchers: dict[bytes, list[list[Any]]] = {}
 
     # -- point access (the hot path) ------------------------------------------------------------
     def get(self, key: bytes) -> Record | None:
@@ -76,6 +81,8 @@ class Keyspace:
         return rec
 
     def set(self, key: bytes, value: bytes, expire_at_ms: int = 0) -> int:
+        if self.watchers:
+            touch(self, key)
         if expire_at_ms:
             self._expires[key] = expire_at_ms
         return self.engine.put(self.prefix + key, value, expire_at_ms)
@@ -84,6 +91,8 @@ class Keyspace:
         """Delete ``key``; True if it existed (and was not expired)."""
         if self.get(key) is None:
             return False
+        if self.watchers:
+            touch(self, key)
         self.engine.delete(self.prefix + key)
         self._expires.pop(key, None)
         return True
@@ -93,12 +102,17 @@ class Keyspace:
 
     def discard(self, key: bytes) -> None:
         """Delete ``key``, which the caller has just seen live (no second read)."""
+        if self.watchers:
+            touch(self, key)
         self.engine.delete(self.prefix + key)
         self._expires.pop(key, None)
 
     def set_many(self, pairs: list[tuple[bytes, bytes]]) -> None:
         """Write every (key, value), without TTL, as one atomic batch (MSET)."""
         p = self.prefix
+        if self.watchers:
+            for k, _ in pairs:
+                touch(self, k)
         self.engine.write_batch([(p + k, Record(v)) for k, v in pairs])
         expires = self._expires
         if expires:
@@ -108,6 +122,9 @@ class Keyspace:
     def rename(self, src: bytes, dst: bytes, rec: Record) -> None:
         """Move ``src`` (whose live record is ``rec``) to ``dst``, value and TTL, atomically."""
         p = self.prefix
+        if self.watchers:
+            touch(self, src)
+            touch(self, dst)
         self.engine.write_batch([(p + dst, Record(rec.value, rec.expire_at_ms)), (p + src, None)])
         self._expires.pop(src, None)
         if rec.expire_at_ms:
@@ -116,6 +133,8 @@ class Keyspace:
             self._expires.pop(dst, None)
 
     def _expire(self, key: bytes) -> None:
+        if self.watchers:
+            touch(self, key, expired=True)
         self.engine.delete(self.prefix + key)
         self._expires.pop(key, None)
         self.stats["expired_keys"] += 1
@@ -145,6 +164,10 @@ class Keyspace:
         return sum(1 for _, r in self.items() if r.expire_at_ms and r.expire_at_ms > now)
 
     def flush(self) -> None:
+        if self.watchers:
+            for key in list(self.watchers):
+                if self.engine.get(self.prefix + key) is not None:  # existed, even if expired
+                    touch(self, key, expired=True)
         self.engine.delete_range(self.prefix, db_prefix(self.db + 1))
         self._expires.clear()
         self._expire_cursor = []
@@ -233,3 +256,37 @@ class Keyspace:
             else:
                 expires[key] = rec.expire_at_ms  # TTL was moved later
         return deleted
+
+
+def touch(ks: Keyspace, key: bytes, expired: bool = False) -> None:
+    """``key`` of ``ks`` changes (redis-server's touchWatchedKey): every client watching it is
+    marked dirty (its EXEC will fail) and stops watching anything, except that the deletion of
+    a key that was already expired when watched (``expired``: the change is that deletion) is
+    no change at all -- it only clears that watch's expired mark."""
+    entries = ks.watchers.get(key)
+    if not entries:
+        return
+    for w in list(entries):
+        if w[2] and expired:
+            w[2] = False
+            continue
+        client = w[3]
+        client.dirty_cas = True
+        unwatch_all(client)
+
+
+def unwatch_all(client: Any) -> None:
+    """Forget every key ``client`` watches (EXEC, DISCARD, UNWATCH, RESET, a dirty watch, the
+    connection closing)."""
+    for w in client.watched:
+        ks, key = w[0], w[1]
+        entries = ks.watchers.get(key)
+        if entries is not None:
+            try:
+                entries.remove(w)
+            except ValueError:
+                pass
+            if not entries:
+                del ks.watchers[key]
+    client.watched = []
+

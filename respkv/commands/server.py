@@ -263,7 +263,7 @@ _GROUP_CATEGORY = {
 KEY_SPEC_FLAGS: dict[str, tuple[str, ...]] = {
     "append": ("RW", "insert"), "decr": ("RW", "access", "update"),
     "decrby": ("RW", "access", "update"), "del": ("RM", "delete"), "dump": ("RO", "access"),
-    "exists": ("RO",), "expire": ("RW", "update"), "expireat": ("RW", "update"),
+    "exists": ("RO",), "watch": ("RO",), "expire": ("RW", "update"), "expireat": ("RW", "update"),
     "expiretime": ("RO", "access"), "get": ("RO", "access"), "getdel": ("RW", "access", "delete"),
     "getex": ("RW", "access", "update"), "getrange": ("RO", "access"),
     "getset": ("RW", "access", "update"), "incr": ("RW", "access", "update"),

@@ -99,6 +99,7 @@ WHOLE_KEYSPACE = {
     "flushdb": "a cluster-wide flush is not implemented",
     "flushall": "a cluster-wide flush is not implemented",
     "swapdb": "databases cannot be swapped across replicas",
+    "multi": "a transaction cannot be atomic across replicas",
 }
 # Keyed commands whose Redis semantics (atomic across keys) cannot hold across replicas.
 MULTI_KEY_ATOMIC = {
@@ -107,6 +108,7 @@ MULTI_KEY_ATOMIC = {
     "msetnx": "MSETNX is not atomic across replicas",
     "move": "keys cannot move between databases across replicas",
     "copy": "COPY is not atomic across replicas",
+    "watch": "a transaction cannot be atomic across replicas",
 }
 BLIND_WRITES = frozenset({"mset", "setex", "psetex"})
 _SET_READING_OPTIONS = frozenset({b"NX", b"XX", b"GET", b"KEEPTTL"})

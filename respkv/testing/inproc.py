@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import trio
 
 from respkv.config import Config
@@ -67,3 +68,19 @@ async def wait_for(cond: Callable[[], bool], deadline_s: float) -> None:
     with trio.fail_after(deadline_s):
         while not cond():  # noqa: ASYNC110
             await trio.sleep(0.02)
+
+
+async def command(node: Node, *args: bytes | str | int) -> Any:
+    """One command to ``node``'s client port on a new connection; its reply as hiredis reads
+    it (an error reply as a ``hiredis.ReplyError`` value)."""
+    parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    assert node.port is not None, "the node is not listening"
+    stream = await trio.open_tcp_stream("127.0.0.1", node.port)
+    async with stream:
+        await stream.send_all(b"*%d\r\n" % len(parts)
+                              + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+        reader = hiredis.Reader()
+        while (got := reader.gets()) is False:
+            reader.feed(await stream.receive_some(65536))
+        return got
+

@@ -8,7 +8,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import hiredis
 import pytest
 import trio
 
@@ -20,6 +19,7 @@ from respkv.node.replica import cluster_storage_key
 from respkv.node.server import Node
 from respkv.testing import inproc
 from respkv.testing.inproc import SECRET
+from respkv.testing.inproc import command as cmd
 
 DAY_MS = 86_400_000
 GRACE_S = 3600
@@ -36,19 +36,6 @@ class WallClock:
 def running_nodes(tmp_path: Path, count: int, clock: WallClock) -> Any:
     return inproc.running_nodes(tmp_path, count, clock, gc_grace_seconds=GRACE_S,
                                 purge_interval_ms=0)
-
-
-async def cmd(node: Node, *args: bytes | str | int) -> Any:
-    """One command to ``node``'s client port; its reply (errors as hiredis ReplyError)."""
-    parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-    stream = await trio.open_tcp_stream("127.0.0.1", node.port)
-    async with stream:
-        await stream.send_all(b"*%d\r\n" % len(parts)
-                              + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
-        reader = hiredis.Reader()
-        while (got := reader.gets()) is False:
-            reader.feed(await stream.receive_some(65536))
-        return got
 
 
 def stored(node: Node, key: bytes) -> V.SiblingSet | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 import respkv.commands  # noqa: F401  (registers commands)
@@ -46,3 +48,9 @@ def server(clock: FakeClock) -> ServerState:
 @pytest.fixture
 def conn(server: ServerState) -> Conn:
     return Conn(server)
+
+
+@pytest.fixture
+def make_conn(server: ServerState) -> Callable[[], Conn]:
+    """More connections to the same server (``conn`` is one of them)."""
+    return lambda: Conn(server)
