@@ -371,6 +371,7 @@ class Pair:
         self.ports = (respkv_port, redis_port)
         self.conns = (RawConn(respkv_port), RawConn(redis_port))
         self.log: list[str] = []
+        self.queued: list[list[bytes]] | None = None  # commands queued since MULTI
 
     def close(self) -> None:
         for c in self.conns:
@@ -384,11 +385,31 @@ class Pair:
         if exact_raw:
             ok = raw_k == raw_r
         else:
-            ok = same(normalise(args, t_k, self.ports[0]), normalise(args, t_r, self.ports[1]))
+            ok = same(self._normalise(args, t_k, 0), self._normalise(args, t_r, 1))
+        self._track_transaction(args, t_r)
         COMPARED[label or _label(args)] += 1
         if not ok:
             pytest.fail("respkv and redis-server differ at the last step of:\n" + "\n".join(self.log),
                         pytrace=False)
+
+    def _normalise(self, args: list[bytes], tree: Reply, side: int) -> Any:
+        """``normalise``; an EXEC's array element by element, each with the command it ran."""
+        q = self.queued
+        if args[0].upper() == b"EXEC" and q is not None and tree[0] == "*" and tree[1] is not None \
+                and len(tree[1]) == len(q):
+            return ("*", [normalise(a, t, self.ports[side]) for a, t in zip(q, tree[1], strict=True)])
+        return normalise(args, tree, self.ports[side])
+
+    def _track_transaction(self, args: list[bytes], redis_reply: Reply) -> None:
+        """Follow MULTI/EXEC as redis-server answered them (the replies were equal)."""
+        name = args[0].upper()
+        if name == b"MULTI" and redis_reply == ("+", b"OK"):
+            self.queued = []
+        elif name in (b"EXEC", b"DISCARD", b"RESET") and redis_reply[0] != "-" or \
+                name == b"EXEC":
+            self.queued = None
+        elif self.queued is not None and redis_reply == ("+", b"QUEUED"):
+            self.queued.append(args)
 
     def scan_all(self, args: list[bytes]) -> None:
         """SCAN to the end on both; compare the first reply if it is an error, else the key SETs."""

@@ -47,14 +47,22 @@ def set_flag(client: Client, letter: str, on: bool) -> None:
 
 
 def client_info_line(c: Client, now_ms: int, current_cmd: str | None = None) -> str:
-    """One line of CLIENT LIST (no trailing newline)."""
+    """One line of CLIENT LIST (no trailing newline). In a transaction (queuing, or while
+    EXEC runs its commands) flags gain ``x`` and ``multi`` counts the queued commands; a
+    command run by EXEC shows ``cmd=exec``, as redis-server."""
     name = _s(c.name)
+    flags = c.flags
+    multi = -1
+    if c.multi is not None or c.executing >= 0:
+        flags = flags.replace("N", "") + "x"
+        multi = len(c.multi) if c.multi is not None else c.executing
+    cmd = "exec" if c.executing >= 0 else current_cmd or c.last_cmd
     return (
         f"id={c.id} addr={c.peer} laddr={c.laddr} fd=-1 name={name} "
         f"age={max(0, (now_ms - c.created_ms) // 1000)} idle={max(0, (now_ms - c.last_ms) // 1000)} "
-        f"flags={c.flags} db={c.dbnum} sub=0 psub=0 ssub=0 multi=-1 qbuf={c.qbuf} qbuf-free=0 "
+        f"flags={flags} db={c.dbnum} sub=0 psub=0 ssub=0 multi={multi} qbuf={c.qbuf} qbuf-free=0 "
         f"argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl={c.obuf} oll=0 omem=0 tot-mem={c.qbuf + c.obuf} "
-        f"events=r cmd={current_cmd or c.last_cmd} user={c.user} redir=-1 resp={3 if c.resp3 else 2}"
+        f"events=r cmd={cmd} user={c.user} redir=-1 resp={3 if c.resp3 else 2}"
     )
 
 

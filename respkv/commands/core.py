@@ -135,7 +135,7 @@ class Client:
         "id", "server", "db", "dbnum", "resp3", "name", "lib_name", "lib_ver", "authenticated",
         "user", "peer", "laddr", "created_ms", "last_ms", "last_cmd", "close_after_reply",
         "killed", "read_level", "write_level", "qbuf", "obuf", "flags", "multi", "multi_error",
-        "watched", "dirty_cas", "__weakref__",
+        "watched", "dirty_cas", "executing", "__weakref__",
     )
 
     def __init__(self, server: ServerState, client_id: int, peer: str = "", laddr: str = "") -> None:
@@ -168,6 +168,7 @@ class Client:
         self.multi_error = False
         self.watched: list[list[Any]] = []
         self.dirty_cas = False
+        self.executing = -1  # while EXEC runs: how many commands it runs (CLIENT LIST multi=)
 
     def select(self, db: int) -> None:
         self.dbnum = db

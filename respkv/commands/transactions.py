@@ -57,7 +57,11 @@ def exec_(client: Client, args: list[bytes]) -> Any:
         discard_transaction(client)
         return NULL_ARRAY
     unwatch_all(client)  # as redis-server: before running, so the commands touch nothing
-    return [execute(spec, client, argv) for spec, argv in queued]
+    client.executing = len(queued)
+    try:
+        return [execute(spec, client, argv) for spec, argv in queued]
+    finally:
+        client.executing = -1
 
 
 @cmd("discard", 1, FLAGS, group="transactions", summary="Discard all commands issued after MULTI",

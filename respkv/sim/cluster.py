@@ -57,6 +57,9 @@ ANTI_ENTROPY_INTERVAL_MS = 1000
 # the replicas converge on their own before the R=ALL reads repair what is left.
 PASSIVE_S = 3.0
 PASSIVE_ANTI_ENTROPY_S = 8.0
+# The purge phase (after the check): nodes purge keys dead for this long, then every key is
+# written again -- the write must survive on every replica (no reused dot: Riak's kv679).
+PURGE_GRACE_S = 5
 
 
 class NodeCrashed(OSError):
@@ -76,6 +79,7 @@ class SimResult:
     digest: str = ""
     inline_thread_calls: int = 0
     passive: bool = False  # converged by hinted handoff / anti-entropy alone (no R=ALL reads)
+    purged: int = 0  # keys the purge phase removed (on the nodes that swept)
 
     @property
     def ok(self) -> bool:
@@ -116,7 +120,8 @@ class SimNode:
             read_consistency=str(p.r), write_consistency=str(p.w),
             request_timeout_ms=self.sim.request_timeout_ms, gossip_interval_ms=500,
             hinted_handoff=p.sloppy, hint_replay_per_second=1000,
-            anti_entropy_interval_ms=ANTI_ENTROPY_INTERVAL_MS)
+            anti_entropy_interval_ms=ANTI_ENTROPY_INTERVAL_MS, gc_grace_seconds=PURGE_GRACE_S,
+            purge_interval_ms=0)
 
     async def _sync_worker(self, fn: Callable[[], Any]) -> Any:
         """The engine's blocking work, inline on the trio thread (deterministic)."""
@@ -199,7 +204,8 @@ class SimClient:
         self.reader = hiredis.Reader()
 
     def _connect(self) -> bool:
-        up = [n for n in self.sim.nodes.values() if n.up and n.nursery is not None]
+        up = [n for n in self.sim.nodes.values()
+              if n.up and n.nursery is not None and not n.crashing]
         if not up:
             return False
         target = self.rng.choice(up)
@@ -285,6 +291,8 @@ class Sim:
         self.final_digest = ""
         self.end_s = 0.0
         self.passive = False
+        self.purge_violations: list[Violation] = []
+        self.purged = 0
 
     # -- clocks (trio's MockClock) --
     @staticmethod
@@ -324,6 +332,8 @@ class Sim:
                 work.start_soon(self._faults, self.plan.faults, t0)
             await self._heal_and_check()
             self.final_digest = self.digest()
+            if not self.harness_errors:
+                await self._purge_and_rewrite()
             self.end_s = trio.current_time()
             nursery.cancel_scope.cancel()
 
@@ -470,6 +480,51 @@ class Sim:
                          f"{'' if passive else ' (after R=ALL reads)'}"
                          if converged is not None else detail)
 
+    async def _purge_and_rewrite(self) -> None:
+        """Once converged: delete every key at W=ALL, let ``PURGE_GRACE_S`` pass, have some
+        nodes (not always all) purge the keys dead since, then write every key again at W=ALL.
+        Each write that succeeds must be the live value on every replica: a coordinator that
+        purged a key and reused one of its old dots would see a replica that did not purge keep
+        the old history and drop the new write (docs/cluster.md, "Purging dead keys")."""
+        rng = random.Random(f"purge/{self.plan.seed}")
+        writer = SimClient(self, 98)
+        for key in self.plan.keys:
+            if not await self._call_ok(writer, b"DEL", key.encode(), b"W", b"ALL"):
+                return
+        await trio.sleep(PURGE_GRACE_S + 1)
+        names = sorted(self.nodes)
+        sweepers = rng.sample(names, rng.randint(1, len(names)))
+        for name in sweepers:
+            node = self.nodes[name].node
+            assert node is not None
+            self.purged += (await node.cluster.purger.sweep())["removed"]
+        self.trace_event("purge", f"{','.join(sweepers)} removed {self.purged} dead keys")
+        for key in self.plan.keys:
+            k = key.encode()
+            value = b"after-purge-" + k
+            if not await self._call_ok(writer, b"SET", k, value, b"W", b"ALL"):
+                return
+            now = self.clock_ms()
+            for n in self._replicas(k):
+                got = V.live_value(n.replica_set(k), now)
+                if got != value:
+                    self.purge_violations.append(Violation(
+                        "purge-rewrite", k, f"{n.name} holds {got!r} after SET {value!r} W ALL "
+                        f"succeeded (purged on {','.join(sweepers)})"))
+
+    async def _call_ok(self, client: SimClient, *args: bytes) -> bool:
+        """``args`` through ``client`` until a reply (5 tries); False (a harness error) if
+        none came or it was an error."""
+        for _ in range(5):
+            status, payload = await client.call(*args)
+            if status == "reply":
+                return True
+            if status == "error":
+                break
+            await trio.sleep(0.2)
+        self.harness_errors.append(f"purge phase: {b' '.join(args).decode()}: {status} {payload}")
+        return False
+
     def _replicas(self, key: bytes) -> list[SimNode]:
         any_node = next(n for n in self.nodes.values() if n.node is not None)
         assert any_node.node is not None
@@ -572,6 +627,7 @@ def run_plan(plan: Plan, *, check_stale: bool | None = None) -> SimResult:
         shutil.rmtree(root, ignore_errors=True)
     stale = (not plan.sloppy) if check_stale is None else check_stale
     violations = check(sim.history, stale_reads=stale) if not sim.harness_errors else []
+    violations += sim.purge_violations
     return SimResult(plan, sim.history, sim.trace, violations, sim.harness_errors,
                      handler.records, sim.net.statistics(), sim.end_s, sim.final_digest,
-                     calls[0], sim.passive)
+                     calls[0], sim.passive, sim.purged)

@@ -60,6 +60,8 @@ class Campaign:
             f"({self.seeds_per_second:.2f} seeds/s; {virtual:.0f} virtual seconds simulated)",
             f"operations: {t.get('ops', 0)} " + " ".join(f"{k}={v}" for k, v in ops.items()),
             "faults: " + " ".join(f"{k}={v}" for k, v in faults.items()),
+            f"purge phase: {sum(r.purged for r in self.results)} dead keys purged, then every "
+            "key written again and checked on every replica",
         ]
         if conv_ok:
             lines.append(f"convergence after the heal: median {conv_ok[len(conv_ok) // 2]:.0f} ms,"
