@@ -345,6 +345,12 @@ def _write(
     """The body of :func:`update` (and so of :func:`overwrite`), positional and with
     ``VersionVector.merge``/``with_event``/``covers`` inlined, for speed."""
     seen = context._entries
+    # The new write's time is at least that of every write it supersedes (its context), as a
+    # hybrid logical clock: a write coordinated late (a CW held in the network) must not lose
+    # the winner rule to a sibling that a write in its own past had beaten.
+    for entry in seen.values():
+        if entry[1] > timestamp_ms:
+            timestamp_ms = entry[1]
     kept: list[Sibling] | None = None  # the siblings the context does not cover, if any
     for sib in s.siblings:
         if sib[0][1] > seen.get(sib[0][0], _NO_ENTRY)[0]:

@@ -669,6 +669,8 @@ def test_vector_operations_equal_reference(a: VersionVector, b: VersionVector, n
 def ref_update(s: SiblingSet, context: VersionVector, node_id: str, value: bytes | None,
                timestamp_ms: int, expire_at_ms: int, max_entries: int) -> SiblingSet:
     counter = max(s.clock[node_id], context[node_id]) + 1
+    # a write is no older than anything it supersedes (the context's timestamps)
+    timestamp_ms = max([timestamp_ms, *(e.timestamp_ms for e in context._entries.values())])
     kept = [x for x in s.siblings if not context.covers(x.dot)]
     kept.append(Sibling(Dot(node_id, counter), value, expire_at_ms, timestamp_ms))
     clock = ref_with_event(ref_merge(s.clock, context), node_id, counter, timestamp_ms)
@@ -716,3 +718,22 @@ def test_sync_equals_reference(pair: tuple[SiblingSet, SiblingSet]) -> None:
     assert got == ref_sync(a, b)
     assert_canonical(got.clock)
     assert V.is_superseded_by(a, b) == (ref_sync(b, a) == b)
+
+
+def test_a_late_write_is_no_older_than_what_it_supersedes() -> None:
+    """Simulation seed 200839: n4 writes c3 during a partition (t=8072) while n2 writes c2 and
+    then c0b (t=10034) on the other side; a write forwarded earlier (its coordinator received
+    it at t=8028) is held by the network and coordinated at n3 only after n3 has c0b: it
+    supersedes c0b. Stamped 8028 it would lose the winner rule to c3 -- which c0b, that it
+    replaced, had beaten -- and a read would return c3, older than acknowledged writes. Its
+    time is raised to its context's latest (10034), so it wins."""
+    base = overwrite(EMPTY, "n1", b"c0", timestamp_ms=7000)
+    c3 = overwrite(base, "n4", b"c3", timestamp_ms=8072)
+    c0b = overwrite(overwrite(base, "n2", b"c2", timestamp_ms=8428), "n2", b"c0b",
+                    timestamp_ms=10034)
+    assert live_value(sync(c3, c0b), 0) == b"c0b"
+    late = overwrite(c0b, "n3", b"late", timestamp_ms=8028)  # n3 had c0b, not c3
+    assert late.siblings[0].timestamp_ms == 10034
+    merged = sync(c3, late)
+    assert {x.value for x in merged.siblings} == {b"c3", b"late"}
+    assert live_value(merged, 0) == b"late"
