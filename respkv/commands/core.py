@@ -300,6 +300,7 @@ def _queue(spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
     if spec is None:
         client.multi_error = True
         return _unknown_command(args)
+    # execute's own checks, which it inlines (the hot path)
     a = spec.arity
     n = len(args)
     if (n != a) if a > 0 else (n < -a):

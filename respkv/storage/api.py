@@ -26,7 +26,7 @@ Contracts every engine keeps:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple, Protocol
 
 # Scan windows (Engine.scan): the first copies this many entries of the mutable state, each next
@@ -111,3 +111,28 @@ class Engine(Protocol):
     def close(self) -> None:
         """Sync and release files. The engine is unusable afterwards."""
         ...
+
+
+Window = Callable[[bytes, "bytes | None", int], "tuple[Iterable[tuple[bytes, Record]], bytes | None]"]
+"""An engine's ``window(start, end, size)``: the records of a consistent snapshot of
+``start <= key < cut`` holding at most ``size`` entries of its mutable state, and ``cut`` (None:
+the snapshot reaches ``end``)."""
+
+
+def windowed_scan(window: Window, start: bytes, end: bytes | None, first: int = SCAN_WINDOW_FIRST,
+                  most: int = SCAN_WINDOW_MAX) -> Iterator[tuple[bytes, Record]]:
+    """``Engine.scan`` from an engine's ``window``: the first window taken now, each next one
+    (twice as large, up to ``most``) when the iteration reaches it."""
+    return _follow(window, window(start, end, first), end, first, most)
+
+
+def _follow(window: Window, taken: tuple[Iterable[tuple[bytes, Record]], bytes | None],
+            end: bytes | None, size: int, most: int) -> Iterator[tuple[bytes, Record]]:
+    items, cut = taken
+    while True:
+        yield from items
+        if cut is None:
+            return
+        size = min(size * 2, most)
+        items, cut = window(cut, end, size)
+

@@ -44,7 +44,13 @@ import zlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 
-from respkv.storage.api import SCAN_WINDOW_FIRST, SCAN_WINDOW_MAX, Mutation, Record
+from respkv.storage.api import (
+    SCAN_WINDOW_FIRST,
+    SCAN_WINDOW_MAX,
+    Mutation,
+    Record,
+    windowed_scan,
+)
 from respkv.storage.bloom import (
     DEFAULT_BITS_PER_KEY,
     MASK_SHIFT,
@@ -616,19 +622,7 @@ class LSMEngine:
         keys copies a few entries, not the memtable's whole tail. Every key is visited once, in
         order, as of the time its window was taken (a write between windows is seen or not
         according to its key's place)."""
-        first = self._window(start, end, SCAN_WINDOW_FIRST)
-        return self._windows(first, end)
-
-    def _windows(self, first: tuple[Iterator[tuple[bytes, Record]], bytes | None],
-                 end: bytes | None) -> Iterator[tuple[bytes, Record]]:
-        it, cut = first
-        size = SCAN_WINDOW_FIRST
-        while True:
-            yield from it
-            if cut is None:
-                return
-            size = min(size * 2, SCAN_WINDOW_MAX)
-            it, cut = self._window(cut, end, size)
+        return windowed_scan(self._window, start, end, SCAN_WINDOW_FIRST, SCAN_WINDOW_MAX)
 
     def _window(self, start: bytes, end: bytes | None, size: int
                 ) -> tuple[Iterator[tuple[bytes, Record]], bytes | None]:

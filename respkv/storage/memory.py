@@ -10,7 +10,13 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 
-from respkv.storage.api import SCAN_WINDOW_FIRST, SCAN_WINDOW_MAX, Mutation, Record
+from respkv.storage.api import (
+    SCAN_WINDOW_FIRST,
+    SCAN_WINDOW_MAX,
+    Mutation,
+    Record,
+    windowed_scan,
+)
 
 
 class MemoryEngine:
@@ -55,19 +61,7 @@ class MemoryEngine:
         """Records with start <= key < end in key order, in windows as ``LSMEngine.scan``: each
         window's records are copied when the iteration reaches it (the first one now), so a
         scan that stops early copies little."""
-        first = self._window(start, end, SCAN_WINDOW_FIRST)
-        return self._windows(first, end)
-
-    def _windows(self, first: tuple[list[tuple[bytes, Record]], bytes | None],
-                 end: bytes | None) -> Iterator[tuple[bytes, Record]]:
-        items, cut = first
-        size = SCAN_WINDOW_FIRST
-        while True:
-            yield from items
-            if cut is None:
-                return
-            size = min(size * 2, SCAN_WINDOW_MAX)
-            items, cut = self._window(cut, end, size)
+        return windowed_scan(self._window, start, end, SCAN_WINDOW_FIRST, SCAN_WINDOW_MAX)
 
     def _window(self, start: bytes, end: bytes | None, size: int
                 ) -> tuple[list[tuple[bytes, Record]], bytes | None]:
