@@ -107,6 +107,36 @@ def test_transaction_scripts(both, name: str, resp3: bool) -> None:
         assert g == w, f"{name}: {step}: respkv {g!r}, redis-server {w!r}"
 
 
+def test_client_info_flags_and_multi_in_transactions(both) -> None:
+    """CLIENT INFO's flags and multi fields: d once a watched key changed, x (and the queued
+    count) while EXEC runs the commands."""
+    def fields(raw: bytes) -> list[tuple[str, str]]:
+        text = raw.decode("latin-1")
+        return [tuple(f.split("=", 1)) for f in text.split() if f.split("=", 1)[0] in  # type: ignore[misc]
+                ("flags", "multi", "cmd")]
+
+    results = []
+    for sp in both:
+        a, b = RawConn(sp.port), RawConn(sp.port)
+        try:
+            a.call("FLUSHALL")
+            a.call("WATCH", "w")
+            b.call("SET", "w", "1")
+            out = [fields(a.value("CLIENT", "INFO"))]
+            a.call("UNWATCH")
+            a.call("MULTI")
+            a.call("CLIENT", "INFO")
+            a.call("PING")
+            out.append(fields(a.value("EXEC")[0][1]))
+            out.append(fields(a.value("CLIENT", "INFO")))
+            results.append(out)
+        finally:
+            a.close()
+            b.close()
+    assert results[0] == results[1]
+    assert results[0][0][0] == ("flags", "d") and results[0][1][0] == ("flags", "x")
+
+
 def test_watch_of_a_key_that_expires_before_exec(both) -> None:
     """A key live when watched and expired at EXEC aborts the transaction (7.0's
     isWatchedKeyExpired); one already expired when watched does not."""

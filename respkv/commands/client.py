@@ -38,12 +38,16 @@ def _s(b: bytes) -> str:
     return b.decode("utf-8", "replace")
 
 
+# The order redis-server writes CLIENT LIST flags in (those respkv can show).
+FLAG_ORDER = "xdeT"
+
+
 def set_flag(client: Client, letter: str, on: bool) -> None:
     """CLIENT LIST flags: letters, or "N" when there are none."""
-    letters = client.flags.replace("N", "").replace(letter, "")
+    letters = set(client.flags.replace("N", "").replace(letter, ""))
     if on:
-        letters += letter
-    client.flags = letters or "N"
+        letters.add(letter)
+    client.flags = "".join(f for f in FLAG_ORDER if f in letters) or "N"
 
 
 def client_info_line(c: Client, now_ms: int, current_cmd: str | None = None) -> str:
@@ -53,9 +57,14 @@ def client_info_line(c: Client, now_ms: int, current_cmd: str | None = None) -> 
     name = _s(c.name)
     flags = c.flags
     multi = -1
-    if c.multi is not None or c.executing >= 0:
-        flags = flags.replace("N", "") + "x"
-        multi = len(c.multi) if c.multi is not None else c.executing
+    if c.multi is not None or c.executing >= 0 or c.dirty_cas:
+        letters = set(flags)
+        if c.multi is not None or c.executing >= 0:
+            letters.add("x")
+            multi = len(c.multi) if c.multi is not None else c.executing
+        if c.dirty_cas:
+            letters.add("d")  # a watched key changed: EXEC will fail
+        flags = "".join(f for f in FLAG_ORDER if f in letters)
     cmd = "exec" if c.executing >= 0 else current_cmd or c.last_cmd
     return (
         f"id={c.id} addr={c.peer} laddr={c.laddr} fd=-1 name={name} "
