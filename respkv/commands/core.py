@@ -163,7 +163,8 @@ class Client:
         self.flags = "N"
         # Transactions (respkv/commands/transactions.py): the commands queued since MULTI (None:
         # not in MULTI), whether one was refused while queuing (EXEC then aborts), the keys this
-        # client WATCHes ([keyspace, key, expired when watched]) and whether one was touched.
+        # client WATCHes ([keyspace, key, expired when watched, client]) and whether one of
+        # them was touched since.
         self.multi: list[tuple[CommandSpec, list[bytes]]] | None = None
         self.multi_error = False
         self.watched: list[list[Any]] = []
@@ -265,7 +266,7 @@ def execute(spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
 
     The hot path: an arity check, an auth check, the handler. Timing, stats and slowlog are
     the caller's (the node's), so that this stays free of clocks. Between MULTI and EXEC the
-    command is checked and queued instead (``transactions.queue``).
+    command is checked and queued instead (``_queue``; respkv/commands/transactions.py).
     """
     if client.multi is not None:
         return _queue(spec, client, args)
