@@ -221,12 +221,14 @@ class Node:
                 await nursery.start(self._cron_task)
                 if self.cluster is not None:
                     await nursery.start(self.cluster.run)
+                # Metrics first: once the client port accepts, everything is up (a supervisor
+                # or a test that waits for the client port may scrape at once).
+                if self.config.metrics_port:
+                    await nursery.start(serve_metrics, self, self.config.bind, self.config.metrics_port)
                 if listen is not None:
                     await nursery.start(self._accept_task, listen)
                 if tls is not None:
                     await nursery.start(self._accept_task, *tls)
-                if self.config.metrics_port:
-                    await nursery.start(serve_metrics, self, self.config.bind, self.config.metrics_port)
                 log.info("event=ready port=%d engine=%s", self.port, self.config.engine)
                 task_status.started(self.port)
                 await self._shutdown.wait()
