@@ -76,7 +76,7 @@ from respkv.node.antientropy import AntiEntropy
 from respkv.node.gossip import STATE_FILE, Gossiper, load_state, save_state
 from respkv.node.keyscan import KeyScan
 from respkv.node.metrics import observe_us
-from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
+from respkv.node.peer import PeerIdentity, PeerLink, PeerServer, SendBatcher
 from respkv.node.purge import Purger, load_dot_floor
 from respkv.node.replica import LocalReplica
 from respkv.node.topology import Topology
@@ -545,6 +545,7 @@ class Cluster:
         self._persist_own()
         self.links: dict[str, PeerLink] = {}  # node id -> its link (once identified)
         self._all_links: list[PeerLink] = []
+        self._batcher: SendBatcher | None = None  # set by run()
         self._nursery: trio.Nursery | None = None
         self.peer_port: int | None = None
         self.identity: PeerIdentity | None = None
@@ -682,26 +683,35 @@ class Cluster:
         self.server = PeerServer(self.identity, self.handle_request, lambda: self.node.engine.last_seq,
                                  self._durable, self._on_inbound_peer,
                                  lambda: self.handoff is not None and self.handoff.unsynced > 0)
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            await nursery.start(self.server.run, listeners)
-            for d in (self.deadlines, self.speculation, self.after_speculation):
-                await nursery.start(d.run)
-            for host, port in self.settings.seeds:
-                self._add_link(host, port)
-            log.info("event=cluster_ready node=%s dc=%s peer_port=%d seeds=%d", self.node_id,
-                     self.dc, self.peer_port, len(self.settings.seeds))
-            # Announce the peer address in our row, then settle this node's status.
-            self.gossip._adopt(self.gossip.membership.with_row(replace(
-                self.gossip.own, address=advertise, version=self.gossip.own.version + 1)))
-            await nursery.start(self.gossip.run)
-            if self.handoff is not None:
-                await nursery.start(self.handoff.run)
-            await nursery.start(self.antientropy.run)
-            await nursery.start(self.purger.run)
-            task_status.started(self.peer_port)
-            if self.gossip.own.status is NodeStatus.JOINING:
-                await self._settle_new_member()
+        # Peer requests made during a scheduler pass go out when it ends (see SendBatcher).
+        self._batcher = SendBatcher()
+        trio.lowlevel.add_instrument(self._batcher)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self.server.run, listeners)
+                for d in (self.deadlines, self.speculation, self.after_speculation):
+                    await nursery.start(d.run)
+                for host, port in self.settings.seeds:
+                    self._add_link(host, port)
+                log.info("event=cluster_ready node=%s dc=%s peer_port=%d seeds=%d", self.node_id,
+                         self.dc, self.peer_port, len(self.settings.seeds))
+                # Announce the peer address in our row, then settle this node's status.
+                self.gossip._adopt(self.gossip.membership.with_row(replace(
+                    self.gossip.own, address=advertise, version=self.gossip.own.version + 1)))
+                await nursery.start(self.gossip.run)
+                if self.handoff is not None:
+                    await nursery.start(self.handoff.run)
+                await nursery.start(self.antientropy.run)
+                await nursery.start(self.purger.run)
+                task_status.started(self.peer_port)
+                if self.gossip.own.status is NodeStatus.JOINING:
+                    await self._settle_new_member()
+        finally:
+            try:
+                trio.lowlevel.remove_instrument(self._batcher)
+            except KeyError:
+                pass  # trio drops an instrument that raised (flush_held never should)
 
     async def _settle_new_member(self, seeded: bool = False) -> None:
         """A new node: alone (no seeds, or no NORMAL member heard of) it founds the ring;
@@ -755,6 +765,7 @@ class Cluster:
                 return
         link = PeerLink(host, port, self.identity, self._on_identified, self.network,
                         self._on_link_down)
+        link.batcher = self._batcher
         self._all_links.append(link)
         self._nursery.start_soon(link.run)
 
@@ -1408,7 +1419,7 @@ class Cluster:
             name = st["node"] or st["address"]
             out[f"peer_{name}"] = (
                 f"address={st['address']},state={'up' if st['connected'] else 'down'},"
-                f"outstanding={st['outstanding']},sent={st['requests_sent']},"
+                f"outstanding={st['outstanding']},sent={st['requests_sent']},sends={st['sends']},"
                 f"refused={st['requests_refused']},connects={st['connects']}")
         for (kind, level), (calls, fails, usec) in sorted(self.level_stats.items()):
             out[f"{kind}_{level.lower()}"] = (

@@ -236,6 +236,32 @@ class PeerServer:
 # -- the initiating side ----------------------------------------------------------------------------
 
 
+class SendBatcher(trio.abc.Instrument):
+    """A trio instrument (one per cluster node) that sends the requests each ``PeerLink`` was
+    given during a scheduler pass when the pass ends -- trio calls ``before_io_wait`` once per
+    pass, before it polls for I/O -- so one syscall (and one wake-up of the peer) carries every
+    request a pass made for that peer, rather than one each.
+
+    Measured (bench/bench_cluster_cpu.py, 8 clients, N=3 W=2): 155 -> 134 us of server CPU
+    per write in one process, where a pass holds every node's work; in separate processes a
+    pass holds fewer writes, and the saving is a few percent. The cost is latency within one
+    pass: a request waits for the other ready tasks of its pass, which are also what would
+    have run before its reply could be read anyway."""
+
+    def __init__(self) -> None:
+        self.dirty: list[PeerLink] = []  # links holding requests (a link may appear twice)
+
+    def before_io_wait(self, timeout: float) -> None:
+        dirty = self.dirty
+        if dirty:
+            self.dirty = []
+            for link in dirty:
+                try:
+                    link.flush_held()
+                except Exception:
+                    log.exception("event=peer_flush_failed")
+
+
 class PeerLink:
     """This node's one outbound connection to the peer at ``host:port``."""
 
@@ -261,10 +287,13 @@ class PeerLink:
         self._pending: dict[int, ReplyCallback] = {}
         self._next_id = 0
         self._outbox = bytearray()
+        self._held = bytearray()  # requests held for the end of the scheduler pass
+        self.batcher: SendBatcher | None = None
         self._wake = trio.Event()
         self._sock: Any = None  # the real socket while connected (None on other networks)
         self.stats = {"connects": 0, "connect_failures": 0, "disconnects": 0,
-                      "requests_sent": 0, "requests_refused": 0, "replies": 0}
+                      "requests_sent": 0, "requests_refused": 0, "replies": 0,
+                      "sends": 0}
         self.last_error = ""
         self._decoder = FrameDecoder()
 
@@ -296,20 +325,40 @@ class PeerLink:
             self._outbox += frame
             self._wake.set()
             return req_id
-        # Send now, from the caller, without waking the writer task: one syscall on the
-        # non-blocking socket. (Queueing for the writer so that one send carries a scheduler
-        # pass's requests was measured: under load a wake-up carried 1.08 requests on average,
-        # and a task switch costs more than the syscall.) What does not fit is left to the writer.
+        batcher = self.batcher
+        if batcher is None:
+            self._send_now(frame)
+        else:
+            if not self._held:
+                batcher.dirty.append(self)
+            self._held += frame
+        return req_id
+
+    def flush_held(self) -> None:
+        """Send the requests held since the scheduler pass began (``SendBatcher``)."""
+        frame, self._held = self._held, bytearray()
+        if not frame:
+            return
+        if self._outbox or self._sock is None:  # a backlog appeared, or the socket went
+            self._outbox += frame
+            self._wake.set()
+            return
+        self._send_now(frame)
+
+    def _send_now(self, frame: bytes | bytearray) -> None:
+        """One syscall on the non-blocking socket, from the caller, without waking the writer
+        task (a task switch costs more than the syscall); what does not fit is left to the
+        writer."""
+        self.stats["sends"] += 1
         try:
             n = self._sock.send(frame)
         except BlockingIOError:
             n = 0
         except OSError:
-            n = 0  # the reader will see the connection fail and fail this request
+            n = 0  # the reader will see the connection fail and fail these requests
         if n < len(frame):
             self._outbox += frame[n:]
             self._wake.set()
-        return req_id
 
     def forget(self, req_id: int) -> None:
         """The caller stopped waiting (deadline): drop the callback; a late reply is ignored."""
@@ -352,6 +401,7 @@ class PeerLink:
     def _fail_pending(self) -> None:
         pending, self._pending = self._pending, {}
         self._outbox = bytearray()
+        self._held = bytearray()
         for cb in pending.values():
             try:
                 cb(None)
@@ -430,4 +480,5 @@ class PeerLink:
             if not self._outbox:
                 continue
             data, self._outbox = self._outbox, bytearray()
+            self.stats["sends"] += 1
             await stream.send_all(data)

@@ -14,7 +14,7 @@ from respkv.cluster.quorum import ConsistencyLevel
 from respkv.commands.core import TABLE
 from respkv.node.coordinator import ClusterView, is_blind_write, strip_context, strip_levels
 from respkv.node.network import TCP
-from respkv.node.peer import PeerIdentity, PeerLink, PeerServer
+from respkv.node.peer import PeerIdentity, PeerLink, PeerServer, SendBatcher
 from respkv.node.replica import LocalReplica, cluster_storage_key
 from respkv.storage.memory import MemoryEngine
 
@@ -189,6 +189,41 @@ async def test_link_multiplexes_many_requests_on_one_connection() -> None:
         assert got[0] is not None and got[0].payload == data
         assert link.stats["connects"] == 1 and server.stats["peer_connections_accepted"] == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_batched_link_sends_a_passs_requests_in_one_syscall() -> None:
+    """With a SendBatcher installed, the requests made in one scheduler pass are held and go
+    out together when the pass ends; every one is answered, in order; without a batcher each
+    request is its own send."""
+    batcher = SendBatcher()
+    trio.lowlevel.add_instrument(batcher)
+    try:
+        async with trio.open_nursery() as nursery:
+            server, port = await start_server(nursery)
+            link = PeerLink("127.0.0.1", port, identity("cli"), lambda _link: None)
+            link.batcher = batcher
+            nursery.start_soon(link.run)
+            await wait_for(lambda: link.connected)
+            sends0 = link.stats["sends"]
+            replies: list[int] = []
+            data = V.encode_sibling_set(V.overwrite(V.EMPTY, "cli", b"v", timestamp_ms=1))
+            for i in range(5):  # no checkpoint in between: one pass
+                link.send(lambda rid, i=i: wire.encode_request(
+                    wire.ReplicaWrite(rid, "cli", 1000, 0, b"b%d" % i, data)),
+                    lambda r, i=i: replies.append(i) if r is not None and r.ok else None)
+            assert link.stats["sends"] == sends0  # held, not sent yet
+            await wait_for(lambda: len(replies) == 5)
+            assert replies == [0, 1, 2, 3, 4]
+            assert link.stats["sends"] == sends0 + 1
+            assert server.stats["peer_requests_served"] >= 5
+            link.batcher = None  # unbatched: one send per request
+            for _ in range(3):
+                link.send(lambda rid: wire.encode_request(wire.Ping(rid, "cli", 10)),
+                          lambda r: None)
+            assert link.stats["sends"] == sends0 + 4
+            nursery.cancel_scope.cancel()
+    finally:
+        trio.lowlevel.remove_instrument(batcher)
 
 
 async def test_wrong_secret_is_refused_and_a_dead_peer_refuses_at_once() -> None:
