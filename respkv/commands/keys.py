@@ -433,13 +433,8 @@ def scan(client: Client, args: list[bytes]) -> Any:
 
 @cmd("randomkey", 1, "readonly", (0, 0, 0), "generic", "Return a random key from the keyspace")
 def randomkey(client: Client, args: list[bytes]) -> Any:
-    # O(N): the engine is ordered, not a hash table with random buckets. Without an injected
-    # ``server.rng`` (pure tests) the first key is returned.
-    all_keys = list(client.db.keys())
-    if not all_keys:
-        return None
-    rng = client.server.rng
-    return all_keys[rng.randrange(len(all_keys)) if rng is not None else 0]
+    # Without an injected ``server.rng`` (pure tests) the first key is returned.
+    return client.db.random_key(client.server.rng)
 
 
 @cmd("dbsize", 1, "readonly fast", (0, 0, 0), "server",

@@ -24,10 +24,14 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
-from respkv.storage.api import Engine, Record
+from respkv.storage.api import Engine, RandomSource, Record
 
 SCAN_CURSORS_KEPT = 4096
 """How many SCAN cursors each database remembers exactly (oldest forgotten first)."""
+
+RANDOM_KEY_TRIES = 16
+RANDOM_KEY_LOOKAHEAD = 16
+"""RANDOMKEY: samples to try, and live-or-expired keys to look at from each (see random_key)."""
 
 
 def db_prefix(db: int) -> bytes:
@@ -158,6 +162,27 @@ class Keyspace:
 
     def size(self) -> int:
         return sum(1 for _ in self.items())
+
+    def random_key(self, rng: RandomSource | None) -> bytes | None:
+        """RANDOMKEY: a live key picked at random, None when the database has none. The engine
+        samples a stored key (``Engine.sample_key``: about uniform over stored entries; Redis's
+        own pick is not uniform either) and the first live key from it is the answer, looking
+        at most ``RANDOM_KEY_LOOKAHEAD`` keys on; after ``RANDOM_KEY_TRIES`` samples that find
+        only expired keys, the database's first live key. No work grows with the database
+        unless nearly all of it is dead. Without a random source (pure tests): the first key."""
+        if rng is not None:
+            engine = self.engine
+            end = db_prefix(self.db + 1)
+            now = self.clock_ms()
+            plen = len(self.prefix)
+            for _ in range(RANDOM_KEY_TRIES):
+                sampled = engine.sample_key(self.prefix, end, rng)
+                if sampled is None:
+                    return None
+                for skey, rec in islice(engine.scan(sampled, end), RANDOM_KEY_LOOKAHEAD):
+                    if not rec.expire_at_ms or rec.expire_at_ms > now:
+                        return skey[plen:]
+        return next(self.keys(), None)
 
     def expires_count(self) -> int:
         now = self.clock_ms()

@@ -9,9 +9,10 @@ missed a DEL still lists the key; the quorum read does not return it when W + R 
 SCAN's cursor is a ring position: ``0`` starts at token 0, and the next cursor is one past the
 last token every node had covered (``0`` when the walk wrapped). A key present for the whole
 walk is returned by some step, as Redis guarantees; COUNT is the per-node page size, a hint
-as in Redis. KEYS, DBSIZE and RANDOMKEY walk everything (O(keys), as KEYS is in Redis; DBSIZE
-too here). The walk needs, for every range, one up replica: with N or more ring members down it
-fails with NOREPLICAS rather than return a partial answer.
+as in Redis. KEYS and DBSIZE walk everything (O(keys), as KEYS is in Redis; DBSIZE too here);
+RANDOMKEY walks from a random ring position to the first live key. The walk needs, for every
+range, one up replica: with N or more ring members down it fails with NOREPLICAS rather than
+return a partial answer.
 
 How the standard handlers are reused (so argument errors stay redis-server's): the handler
 first runs against a :class:`Probe` that records what it asks of the keyspace; the cluster
@@ -32,7 +33,8 @@ from respkv.commands.errors import CommandError
 from respkv.protocol.resp import ErrorReply
 
 SERVICE = b"kscan"
-PAGE = 1000  # candidate keys per node per step of KEYS/DBSIZE/RANDOMKEY
+PAGE = 1000  # candidate keys per node per step of KEYS/DBSIZE
+RANDOM_PAGE = 4  # candidate keys per node per step of RANDOMKEY
 SCAN_FACTOR = 8  # a step scans at most this many stored entries per key it may return
 
 
@@ -58,6 +60,10 @@ class Probe:
         self.ask = ("page", cursor, count, prefix)
         return 0, []
 
+    def random_key(self, rng: Any) -> bytes | None:
+        self.ask = ("random", rng)
+        return None
+
 
 class Filled:
     """Answers the handler's question with what the cluster gathered."""
@@ -77,6 +83,9 @@ class Filled:
 
     def scan_page(self, cursor: int, count: int, prefix: bytes = b"") -> tuple[int, list[bytes]]:
         return self._next, list(self._keys)
+
+    def random_key(self, rng: Any) -> bytes | None:
+        return self._keys[0] if self._keys else None
 
 
 # -- the kscan service (replica side) ---------------------------------------------------------
@@ -188,6 +197,30 @@ class KeyScan:
         now = c.node.clock_ms()
         return cutoff, [k for k in candidates if V.live_value(sets[k], now) is not None]
 
+    async def random_key(self, db: int, rng: Any, level: Any) -> bytes | ErrorReply | None:
+        """RANDOMKEY: the first confirmed live key at or after a random ring position (keys'
+        tokens are hashes, so that is a key picked about uniformly), walking on -- and round
+        past the top of the ring to the position again -- only while steps find none."""
+        origin = rng.randrange(MAX_TOKEN + 1) if rng is not None else 0
+        start, wrapped = origin, False
+        while True:
+            got = await self.step(db, start, RANDOM_PAGE, b"", level)
+            if isinstance(got, ErrorReply):
+                return got
+            cutoff, keys = got
+            if wrapped:
+                keys = [k for k in keys if token_of(k) < origin]
+            if keys:
+                return keys[0]
+            if wrapped and cutoff >= origin - 1:
+                return None
+            if cutoff >= MAX_TOKEN:
+                if wrapped or origin == 0:
+                    return None
+                start, wrapped = 0, True
+            else:
+                start = cutoff + 1
+
     async def execute(self, spec: CommandSpec, client: Client, args: list[bytes],
                       level: Any) -> Any:
         probe = Probe()
@@ -200,7 +233,12 @@ class KeyScan:
         if isinstance(reply, ErrorReply) or probe.ask is None:
             return reply
         db = client.dbnum
-        if probe.ask[0] == "page":
+        if probe.ask[0] == "random":
+            picked = await self.random_key(db, probe.ask[1], level)
+            if isinstance(picked, ErrorReply):
+                return picked
+            filled = Filled([picked] if picked is not None else [])
+        elif probe.ask[0] == "page":
             _, cursor, count, prefix = probe.ask
             if cursor > MAX_TOKEN:
                 cursor = 0

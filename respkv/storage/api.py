@@ -47,6 +47,14 @@ class Record(NamedTuple):
 Mutation = tuple[bytes, "Record | None"]
 
 
+class RandomSource(Protocol):
+    """What ``sample_key`` needs of a random generator (``random.Random`` has it)."""
+
+    def random(self) -> float: ...
+
+    def randrange(self, n: int, /) -> int: ...
+
+
 class Engine(Protocol):
     def get(self, key: bytes) -> Record | None:
         """The newest live record of ``key``, or None if absent or deleted."""
@@ -76,6 +84,13 @@ class Engine(Protocol):
         iterating is not seen in the windows already taken, and is seen in the later ones
         (a key written ahead of the iteration shows its new state); a caller that stops early
         copies little."""
+        ...
+
+    def sample_key(self, start: bytes, end: bytes | None, rng: RandomSource) -> bytes | None:
+        """A stored key with start <= key < end, picked at random so that each stored entry is
+        about equally likely (RANDOMKEY): O(sources + log n), a few block reads at most. The key
+        may be one with no live record (a tombstone's, or one a newer source deleted): the
+        caller looks from it for a live key. None when nothing is stored in the range."""
         ...
 
     # -- durability -------------------------------------------------------------------------

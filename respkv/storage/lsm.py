@@ -48,6 +48,7 @@ from respkv.storage.api import (
     SCAN_WINDOW_FIRST,
     SCAN_WINDOW_MAX,
     Mutation,
+    RandomSource,
     Record,
     windowed_scan,
 )
@@ -124,6 +125,9 @@ _crc32 = zlib.crc32
 # Record(...) goes through a Python-level __new__; tuple.__new__ builds the same NamedTuple
 # without that frame (half the cost on the put and get paths).
 _new_tuple = tuple.__new__
+
+
+SAMPLE_BLOCK_TRIES = 3  # sample_key: blocks of one table drawn at most (see there)
 
 
 class _State:
@@ -641,6 +645,65 @@ class LSMEngine:
             if not t.empty and (end is None or t.smallest < end) and t.largest >= start:
                 sources.append(t.iter_batches(start, end, self._cache))
         return _live(sources, rts), cut
+
+    def sample_key(self, start: bytes, end: bytes | None, rng: RandomSource) -> bytes | None:
+        """``Engine.sample_key``: a source (memtable or table) is drawn with a probability
+        proportional to its entries in range (a table's estimated from its blocks in range and
+        its mean entries per block), then an entry of it: a memtable's from its sorted keys, a
+        table's from a block in range drawn uniformly (a few block reads at most)."""
+        st = self._state
+        weights: list[float] = []
+        picks: list[tuple[object, int, int]] = []
+        for m in (self._mem, *st.frozen):
+            keys = m.sorted_keys()
+            lo = bisect_left(keys, start) if start else 0
+            hi = len(keys) if end is None else bisect_left(keys, end)
+            if hi > lo:
+                weights.append(hi - lo)
+                picks.append((keys, lo, hi))
+        for t in st.tables:
+            if t.empty or (end is not None and t.smallest >= end) or t.largest < start:
+                continue
+            fk = t.first_keys
+            lo = max(0, bisect_right(fk, start) - 1) if start else 0
+            hi = len(fk) if end is None else bisect_left(fk, end)
+            if hi > lo:
+                weights.append((hi - lo) * t.props.entries / len(fk))
+                picks.append((t, lo, hi))
+        if not picks:
+            return None
+        r = rng.random() * sum(weights)
+        n = 0
+        while n < len(picks) - 1 and r >= weights[n]:
+            r -= weights[n]
+            n += 1
+        src, lo, hi = picks[n]
+        if isinstance(src, list):
+            return src[lo + rng.randrange(hi - lo)]  # type: ignore[no-any-return]
+        assert isinstance(src, TableReader)
+        # A block drawn uniformly, then a key of it: a key of a block holding fewer keys than
+        # the table's mean (its last block; blocks of large values) would come more often, so
+        # such a block is kept with probability keys/mean, else another is drawn (up to
+        # SAMPLE_BLOCK_TRIES blocks read: the bias is bounded, not removed; if none is kept,
+        # the fullest of them serves).
+        mean = src.props.entries / len(src.first_keys)
+        best: tuple[list[bytes], int, int] = ([], 0, 0)
+        for _ in range(SAMPLE_BLOCK_TRIES):
+            keys = src.block_keys(lo + rng.randrange(hi - lo), self._cache)
+            # Edge blocks reach outside the range: draw among their keys inside it.
+            klo = bisect_left(keys, start) if start else 0
+            khi = len(keys) if end is None else bisect_left(keys, end)
+            if khi - klo > best[2] - best[1]:
+                best = (keys, klo, khi)
+            if rng.random() * mean < khi - klo:
+                best = (keys, klo, khi)
+                break
+        keys, klo, khi = best
+        if khi > klo:
+            return keys[klo + rng.randrange(khi - klo)]
+        # No key of the drawn block is in range (an edge block, the range falling between two
+        # of its keys): the range's start, from which the caller looks on.
+        return start
 
     # -- background work ----------------------------------------------------------------------
     def background_work_pending(self) -> bool:

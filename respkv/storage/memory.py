@@ -14,6 +14,7 @@ from respkv.storage.api import (
     SCAN_WINDOW_FIRST,
     SCAN_WINDOW_MAX,
     Mutation,
+    RandomSource,
     Record,
     windowed_scan,
 )
@@ -76,6 +77,14 @@ class MemoryEngine:
             cut = keys[hi]
         data = self._data
         return [(k, data[k]) for k in keys[lo:hi] if k in data], cut
+
+    def sample_key(self, start: bytes, end: bytes | None, rng: RandomSource) -> bytes | None:
+        if self._sorted is None:
+            self._sorted = sorted(self._data)
+        keys = self._sorted
+        lo = bisect.bisect_left(keys, start)
+        hi = len(keys) if end is None else bisect.bisect_left(keys, end)
+        return keys[lo + rng.randrange(hi - lo)] if hi > lo else None
 
     def write_pending(self) -> int:
         return self._seq

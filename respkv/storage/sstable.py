@@ -700,6 +700,13 @@ class TableReader:
                 yield decode_entry(data, offs[j])
             i += 1
 
+    def block_keys(self, i: int, cache: BlockCache | None = None) -> list[bytes]:
+        """The sorted keys of data block ``i`` (tombstones' included)."""
+        blk = cache._d.get(self.cache_base + i) if cache is not None else None
+        if blk is not None and blk[BLK_DATA] is None:  # records form: the keys are kept
+            return blk[BLK_KEYS]  # type: ignore[no-any-return]
+        return self.block(i, cache, fill=False)[0]
+
     def iter_batches(self, start: bytes = b"", end: bytes | None = None,
                      cache: BlockCache | None = None) -> Iterator[list[Entry]]:
         """Like iter_entries, one list per data block (for the batched merge of a scan)."""

@@ -12,7 +12,12 @@ from respkv.commands import errors as E
 from respkv.commands.core import TABLE, ServerState
 from respkv.commands.errors import CommandError
 from respkv.commands.keys import glob_literal_prefix, parse_scan_cursor, stringmatch
-from respkv.commands.keyspace import SCAN_CURSORS_KEPT, key_successor
+from respkv.commands.keyspace import (
+    RANDOM_KEY_LOOKAHEAD,
+    RANDOM_KEY_TRIES,
+    SCAN_CURSORS_KEPT,
+    key_successor,
+)
 from respkv.config import Config
 from respkv.protocol.resp import OK
 from respkv.storage.memory import MemoryEngine
@@ -544,6 +549,53 @@ def test_randomkey_uses_the_injected_rng(conn: Conn, clock: FakeClock) -> None:
         c("SET", f"k{i:02d}", "v")
     picks = {c("RANDOMKEY") for _ in range(60)}
     assert len(picks) > 5
+
+
+class CountingEngine(MemoryEngine):
+    """Counts the records every scan yields (the work of a whole-keyspace command)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scanned = 0
+
+    def scan(self, start: bytes = b"", end: bytes | None = None):  # type: ignore[no-untyped-def]
+        for item in super().scan(start, end):
+            self.scanned += 1
+            yield item
+
+
+def test_randomkey_work_does_not_grow_with_the_database(conn: Conn, clock: FakeClock) -> None:
+    """RANDOMKEY samples (Engine.sample_key) and looks a few keys on: 50,000 keys cost what 50
+    do. (It had listed every key: O(N) time and memory per call.)"""
+    engine = CountingEngine()
+    server = ServerState(Config(engine="memory"), engine, clock, rng=random.Random(4))
+    c = type(conn)(server)
+    c("SELECT", "1")
+    for i in range(50_000):
+        engine.put(b"\x00\x01k%d" % i, b"v")  # db 1's keys, written under the keyspace
+    engine.scanned = 0
+    picks = {c("RANDOMKEY") for _ in range(200)}
+    assert engine.scanned <= 200 * RANDOM_KEY_TRIES * RANDOM_KEY_LOOKAHEAD
+    assert engine.scanned < 2_000  # a live key is found at once: about one record a call
+    assert len(picks) > 150 and all(p.startswith(b"k") for p in picks)
+    c("SELECT", "0")
+    assert c("RANDOMKEY") is None  # db 1's keys are not db 0's
+
+
+def test_randomkey_answers_live_keys_among_many_expired(conn: Conn, clock: FakeClock) -> None:
+    server = ServerState(Config(engine="memory"), MemoryEngine(), clock, rng=random.Random(2))
+    c = type(conn)(server)
+    for i in range(2_000):
+        c("SET", f"gone{i:04d}", "v", "PX", "10")
+    live = {b"live%d" % i for i in range(10)}
+    for k in live:
+        c("SET", k, "v")
+    clock.advance(10)
+    picks = {c("RANDOMKEY") for _ in range(100)}
+    assert picks <= live and len(picks) >= 5
+    for k in live:
+        c("DEL", k)
+    assert c("RANDOMKEY") is None  # only expired keys left: none (after the bounded tries)
 
 
 def test_dbsize(conn: Conn, clock: FakeClock) -> None:
