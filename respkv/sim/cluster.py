@@ -488,6 +488,7 @@ class Sim:
         the old history and drop the new write (docs/cluster.md, "Purging dead keys")."""
         rng = random.Random(f"purge/{self.plan.seed}")
         writer = SimClient(self, 98)
+        await self._all_up()
         for key in self.plan.keys:
             if not await self._call_ok(writer, b"DEL", key.encode(), b"W", b"ALL"):
                 return
@@ -512,16 +513,33 @@ class Sim:
                         "purge-rewrite", k, f"{n.name} holds {got!r} after SET {value!r} W ALL "
                         f"succeeded (purged on {','.join(sweepers)})"))
 
+    async def _all_up(self, limit_s: float = 60.0, steady_s: float = 3.0) -> None:
+        """Wait (up to ``limit_s`` of virtual time) until every node has seen every other up
+        for ``steady_s``: data converged at the heal does not mean links are back (a reset at
+        the heal breaks links a moment later), and the purge phase writes at W=ALL (seed
+        5036)."""
+        names = set(self.nodes)
+        now = trio.current_time()
+        deadline, since = now + limit_s, now
+        while trio.current_time() < deadline:
+            if not all(n.node is not None and set(n.node.cluster.up_nodes()) >= names
+                       for n in self.nodes.values()):
+                since = trio.current_time()
+            elif trio.current_time() - since >= steady_s:
+                return
+            await trio.sleep(0.1)
+
     async def _call_ok(self, client: SimClient, *args: bytes) -> bool:
-        """``args`` through ``client`` until a reply (5 tries); False (a harness error) if
-        none came or it was an error."""
+        """``args`` through ``client`` until a reply (5 tries, a second apart; NOREPLICAS, a
+        link still coming back, is tried again); False (a harness error) if none came or it
+        was another error."""
         for _ in range(5):
             status, payload = await client.call(*args)
             if status == "reply":
                 return True
-            if status == "error":
+            if status == "error" and not str(payload).startswith("NOREPLICAS"):
                 break
-            await trio.sleep(0.2)
+            await trio.sleep(1.0)
         self.harness_errors.append(f"purge phase: {b' '.join(args).decode()}: {status} {payload}")
         return False
 
