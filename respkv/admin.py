@@ -2,10 +2,11 @@
 
 ``respkv admin [-h HOST] [-p PORT] [-a PASSWORD] [--tls] [--json] COMMAND``, COMMAND one of
 ``status``, ``ring``, ``hints``, ``repair [start|status]``, ``purge [start|status]``,
-``decommission [start|status]``, ``join HOST:PEERPORT`` (docs/admin.md). The connection options may also follow the command.
+``decommission [start|status]``, ``removenode [start NODE|status]``, ``join HOST:PEERPORT``
+(docs/admin.md). The connection options may also follow the command.
 Everything but ``status`` is the server's ``RESPKV`` command (cluster mode only), read over
-RESP3; ``repair start``, ``purge start`` and ``decommission start`` poll its STATUS and draw a progress bar on
-stderr.
+RESP3; ``repair start``, ``purge start``, ``decommission start`` and ``removenode start`` poll
+its STATUS and draw a progress bar on stderr.
 
 ``status``: what one node says about itself, as a readable table or as JSON.
 
@@ -389,6 +390,13 @@ def add_admin_parser(sub: Any) -> None:
                        help="start it (and follow it), or show its state (default)")
         v.add_argument("--no-wait", action="store_true", help="start and return at once")
         v.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
+    v = verb("removenode", "remove a member that is down for good (its ranges are refilled "
+             "from the other replicas)", cmd_admin_job)
+    v.add_argument("action", nargs="?", choices=("start", "status"), default="status",
+                   help="start it (and follow it), or show its state (default)")
+    v.add_argument("node", nargs="?", default=None, help="the member's node id (with start)")
+    v.add_argument("--no-wait", action="store_true", help="start and return at once")
+    v.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
     v = verb("join", "join a cluster through a seed", cmd_admin_join)
     v.add_argument("seed", metavar="HOST:PEERPORT")
     v.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
@@ -478,8 +486,14 @@ def cmd_admin_job(ns: argparse.Namespace) -> int:
     stderr until the job is done, failed or gone; exit 1 unless it is done."""
     kind = ns.admin_command
     sub = kind.upper()
+    extra: tuple[str, ...] = ()
+    if kind == "removenode" and ns.action == "start":
+        if not ns.node:
+            print("respkv admin: removenode start needs the member's node id", file=sys.stderr)
+            return 2
+        extra = (ns.node,)
     try:
-        st = _respkv(ns, sub, ns.action.upper())
+        st = _respkv(ns, sub, ns.action.upper(), *extra)
         if ns.action == "start" and not ns.no_wait:
             tty = sys.stderr.isatty()
             t0 = time.monotonic()

@@ -221,6 +221,25 @@ def set_weight(
     )
 
 
+REMOVAL_VERSION_STEP = 1 << 40
+"""How far ``remove_member`` raises the removed row's version: past any heartbeat its node could
+still emit under the same generation (one per gossip round: 2**40 rounds is 35,000 years at
+1 ms), so a node declared removed while it was only paused or cut off cannot win its row back
+without restarting (a new generation), and then it refuses to run (respkv/node/coordinator.py)."""
+
+
+def remove_member(m: Membership, node_id: str) -> Membership:
+    """Another node's row, written LEFT on its behalf (``respkv admin removenode``; Cassandra's
+    ``nodetool removenode``, Riak's ``cluster force-remove``): for a member that is gone for good
+    and cannot decommission itself. The one exception to each row having one writer; the row
+    keeps its generation, so every node merges it the same way."""
+    row = m.get(node_id)
+    if row is None:
+        raise KeyError(f"{node_id!r} has no row in this membership")
+    return m.with_row(replace(row, status=NodeStatus.LEFT,
+                              version=row.version + REMOVAL_VERSION_STEP))
+
+
 def restart(m: Membership, row: NodeState) -> Membership:
     """A node comes back with a fresh row; its ``generation`` must exceed the one gossiped
     before the restart, else the old row would win."""
@@ -330,6 +349,11 @@ def handle_syn(m: Membership, self_id: str, syn: GossipSyn) -> GossipAck:
             rows.append(mine)
         elif mine_v < theirs_v:
             requests.append(d.node_id)
+            if d.node_id == syn.sender and mine.status is NodeStatus.LEFT:
+                # The initiator restarted since it left (or was removed): it is told, so a
+                # member removed while it was down can stop rather than come back with stale
+                # data (respkv/node/gossip.py). Its own newer row wins its merge as before.
+                rows.append(mine)
     rows.extend(m[n] for n in m if n not in mentioned)
     return GossipAck(self_id, tuple(rows), tuple(requests))
 

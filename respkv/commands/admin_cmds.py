@@ -2,7 +2,7 @@
 
 ``RESPKV STATUS | RING | HINTS | REPAIR [START|STATUS] | PURGE [START|STATUS] |
 DECOMMISSION [START|STATUS] |
-JOIN host:peerport | HELP``. Replies are maps in RESP3 and flat arrays in RESP2 (``RING`` is an
+REMOVENODE [START node-id | STATUS] | JOIN host:peerport | HELP``. Replies are maps in RESP3 and flat arrays in RESP2 (``RING`` is an
 array of maps); the CLI speaks RESP3 and prints them as tables or JSON.
 
 Sans I/O, like every handler: they read the node's ``Cluster`` (``client.server.cluster``) and
@@ -12,7 +12,7 @@ its own task -- and followed by polling ``STATUS``; the CLI draws its progress b
 The Cluster interface these handlers call is docs/admin.md (the method names and dict shapes;
 implemented by respkv/node/topology.py): ``admin_status()``, ``admin_ring()``,
 ``admin_hints()``, ``admin_repair(action)``, ``admin_decommission(action)``,
-``admin_join(seed)``, ``action`` being ``"start"`` or ``"status"``. A cluster without the method
+``admin_join(seed)``, ``admin_removenode(action, node_id)``, ``action`` being ``"start"`` or ``"status"``. A cluster without the method
 answers ``ERR RESPKV <SUB> is not available on this node``. A method refuses (the only member
 cannot leave, the node holds data and cannot join) by raising ``ValueError`` or
 ``RuntimeError`` with the reason: ``ERR RESPKV <SUB>: <reason>``.
@@ -44,6 +44,9 @@ _HELP = (
     "    Start a sweep removing keys dead for gc_grace_seconds, or show its progress.",
     "DECOMMISSION [START|STATUS]",
     "    Start streaming this node's ranges away and leave the ring, or show progress.",
+    "REMOVENODE [START <node-id>|STATUS]",
+    "    Remove a member that is down for good (it cannot decommission): its row is written",
+    "    LEFT, and the nodes that gain its ranges pull them from the other replicas.",
     "JOIN <host:peerport>",
     "    Contact a seed and join its cluster.",
 )
@@ -72,6 +75,8 @@ def register(table: Any) -> None:
           "respkv")(respkv_purge)
     c.sub("decommission", -2, "admin", "Start or follow this node's decommission", "respkv")(
         respkv_decommission)
+    c.sub("removenode", -2, "admin", "Remove a member that is down for good, or follow it",
+          "respkv")(respkv_removenode)
     c.sub("join", 3, "admin", "Join a cluster through a seed", "respkv")(respkv_join)
     c.sub("help", 2, "loading stale", "Show helpful text about the different subcommands",
           "respkv")(lambda client, args: help_reply("RESPKV", _HELP))
@@ -129,6 +134,16 @@ def respkv_purge(client: Client, args: list[bytes]) -> Any:
 
 def respkv_decommission(client: Client, args: list[bytes]) -> Any:
     return _call(client, "DECOMMISSION", "admin_decommission", _action(args, "DECOMMISSION"))
+
+
+def respkv_removenode(client: Client, args: list[bytes]) -> Any:
+    """``REMOVENODE`` / ``REMOVENODE STATUS``: the operation's state; ``REMOVENODE START id``."""
+    if len(args) == 2 or (len(args) == 3 and args[2].lower() == b"status"):
+        return _call(client, "REMOVENODE", "admin_removenode", "status")
+    if len(args) != 4 or args[2].lower() != b"start":
+        raise CommandError(E.SYNTAX)
+    return _call(client, "REMOVENODE", "admin_removenode", "start",
+                 args[3].decode("utf-8", "replace"))
 
 
 def respkv_join(client: Client, args: list[bytes]) -> Any:

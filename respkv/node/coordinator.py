@@ -511,7 +511,8 @@ class Cluster:
             raise ConfigError(f"'node_id': the data in {self.state_dir} belongs to node "
                               f"{saved['node_id']!r}, not {s.node_id!r}")
         if saved is not None and saved["status"] == NodeStatus.LEFT.value:
-            raise ConfigError(f"node {s.node_id!r} was decommissioned; remove "
+            raise ConfigError(f"node {s.node_id!r} left the cluster (decommissioned, or removed "
+                              "by removenode); remove "
                               f"{os.path.join(self.state_dir, STATE_FILE)} and its data to "
                               "start it as a new member")
         self.restarted = saved is not None
@@ -572,6 +573,10 @@ class Cluster:
         self.services[b"gossip"] = lambda call: self.gossip.handle(call.args)
         # Told (old, new) of every membership change, after the rings were rebuilt.
         self.ring_listeners: list[Callable[[Membership, Membership], None]] = []
+        self.ring_listeners.append(self.topology.on_membership)  # removenode's refills
+        if saved is not None:  # a restarted member: was it removed while it was down?
+            self.gossip.previous_generation = int(saved["generation"])
+            self.gossip.on_removed = self.topology.removed_while_down
         # Merkle anti-entropy and range streaming (respkv/node/antientropy.py, streaming.py):
         # registers the ae_* and stream/fetch services.
         self.antientropy = AntiEntropy(self)
@@ -704,6 +709,7 @@ class Cluster:
                     await nursery.start(self.handoff.run)
                 await nursery.start(self.antientropy.run)
                 await nursery.start(self.purger.run)
+                await nursery.start(self.topology.run_refills)
                 task_status.started(self.peer_port)
                 if self.gossip.own.status is NodeStatus.JOINING:
                     await self._settle_new_member()
@@ -1328,7 +1334,8 @@ class Cluster:
 
     def _repair_info(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for op in (self.topology.repair_op, self.topology.decommission_op):
+        for op in (self.topology.repair_op, self.topology.decommission_op,
+                   self.topology.removenode_op):
             v = op.view()
             out[f"{op.name}_state"] = v["state"]
             out[f"{op.name}_progress"] = f"{v['done']}/{v['total']}"
@@ -1341,11 +1348,15 @@ class Cluster:
         out.update(self.rr_stats)
         for k, val in self.bootstrap_figures.items():
             out[f"bootstrap_{k}"] = val
+        out.update(self.topology.refill_figures)
         out.update(self.stream_service.stats)
         return out
 
     async def stream_ranges(self, plan: Any, progress: Any = None) -> dict[str, Any]:
         return await streaming.stream_ranges(self, plan, progress)
+
+    async def fetch_ranges(self, plan: Any, progress: Any = None) -> dict[str, Any]:
+        return await streaming.fetch_ranges(self, plan, progress)
 
     # -- admin (respkv/node/topology.py; the RESPKV command, docs/admin.md) --
     def admin_status(self) -> dict[str, Any]:
@@ -1368,6 +1379,9 @@ class Cluster:
 
     def admin_join(self, seed: str) -> dict[str, Any]:
         return self.topology.join(seed)
+
+    def admin_removenode(self, action: str = "status", node_id: str = "") -> dict[str, Any]:
+        return self.topology.removenode(action.lower(), node_id)
 
     # -- levels, INFO, statistics --
     def statistics(self) -> dict[str, Any]:

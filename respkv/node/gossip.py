@@ -102,6 +102,10 @@ class Gossiper:
         self.rounds = 0
         self.exchanges_failed = 0
         self.exchanged_with: set[str] = set()  # peers a full exchange succeeded with
+        # Set by the cluster for a member restarted from saved state: the generation it ran
+        # under before, and what to do when a peer says that incarnation was removed.
+        self.previous_generation: int | None = None
+        self.on_removed: Callable[[], None] | None = None
         self.first_exchange = trio.Event()
         self._was_up: dict[str, bool] = {}
 
@@ -170,6 +174,21 @@ class Gossiper:
         self.membership = new
         self._on_change(old, new)
 
+    def _check_removed(self, rows: tuple[NodeState, ...]) -> None:
+        """A restarted member told by a peer that its previous incarnation LEFT (removed by
+        another node while this one was down): it must not serve its stale data as a member."""
+        prev_gen = self.previous_generation
+        if prev_gen is None or self.on_removed is None:
+            return
+        if self.own.status not in M.RING_STATUSES:
+            return
+        for r in rows:
+            if (r.node_id == self.node_id and r.status is NodeStatus.LEFT
+                    and r.generation >= prev_gen):
+                self.previous_generation = None  # once
+                self.on_removed()
+                return
+
     # -- the service (replica side of an exchange) --
     def handle(self, args: tuple[bytes, ...]) -> tuple[bool, bytes]:
         if len(args) != 1:
@@ -211,6 +230,7 @@ class Gossiper:
             ack = M.decode_gossip(payload)
             if not isinstance(ack, M.GossipAck):
                 raise M.InvalidGossipMessageError("expected ACK")
+            self._check_removed(ack.rows)
             merged, ack2 = M.handle_ack(self.membership, self.node_id, ack)
             self._adopt(merged)
             await self._call(peer, b"gossip", (M.encode_gossip(ack2),), timeout)

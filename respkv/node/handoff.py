@@ -43,7 +43,7 @@ class HintedHandoff:
         self.unsynced = 0
         self._sync_lock = trio.Lock()
         self.stats = {"hints_stored": 0, "hints_replayed": 0, "hints_expired": 0,
-                      "hints_replay_failures": 0, "hints_refused": 0}
+                      "hints_replay_failures": 0, "hints_refused": 0, "hints_dropped_removed": 0}
         cluster.services[b"hint"] = self.handle
 
     # -- storing --
@@ -51,6 +51,18 @@ class HintedHandoff:
         self.store.add(target, self.cluster.node.clock_ms(), db, key, data)
         self.unsynced += 1
         self.stats["hints_stored"] += 1
+
+    def drop_target(self, target: str) -> int:
+        """Drop every hint kept for ``target`` (a member removed from the cluster: its ranges
+        are refilled from the other replicas, which hold what the hints hold); durable at the
+        next sync, which is started here. Returns how many were dropped."""
+        dropped = self.store.ack(target, up_to=(1 << 63) - 1)  # every id of every segment
+        if dropped:
+            self.stats["hints_dropped_removed"] += dropped
+            nursery = self.cluster._nursery
+            if nursery is not None:
+                nursery.start_soon(self._sync_quietly)
+        return dropped
 
     async def sync_pending(self) -> None:
         """Make every hint added so far durable (one fsync for all of them, in a worker

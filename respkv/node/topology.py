@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from respkv.cluster.hashing import TOKEN_SPACE
-from respkv.cluster.membership import NodeStatus
+from respkv.cluster.membership import NodeStatus, remove_member, ring_of
 from respkv.cluster.quorum import format_level
 from respkv.cluster.ring import Ring, owned_ranges
 
@@ -35,6 +35,12 @@ log = logging.getLogger("respkv.topology")
 
 def plan_sends(*args: Any) -> Any:
     from respkv.node.streaming import plan_sends as impl  # streaming imports the cluster layer
+
+    return impl(*args)
+
+
+def plan_fetches(*args: Any) -> Any:
+    from respkv.node.streaming import plan_fetches as impl
 
     return impl(*args)
 
@@ -93,6 +99,12 @@ class Topology:
         self.decommission_op = Operation("decommission", clock)
         self.purge_op = Operation("purge", clock)
         self.join_op = Operation("join", clock)
+        self.removenode_op = Operation("removenode", clock)
+        # Rings to refill from (removed members): (old ring, new ring, removed node), in order.
+        self._refills: list[tuple[Ring, Ring, str]] = []
+        self._refill_wake = trio.Event()
+        self.refill_figures: dict[str, int] = {"refills": 0, "refill_transfers": 0,
+                                               "refill_keys": 0, "refill_failed": 0}
 
     @property
     def ring_delay_s(self) -> float:
@@ -206,6 +218,130 @@ class Topology:
         figures["transfers"] = len(plan)
         c.node.request_shutdown()
         return figures
+
+    def removenode(self, action: str, node_id: str = "") -> dict[str, Any]:
+        """Remove a member that is gone for good (Cassandra's ``nodetool removenode``, Riak's
+        ``cluster force-remove``): this node writes the member's row LEFT on its behalf
+        (``membership.remove_member``) and gossip spreads it. Every node then refills what it
+        gains from the ranges the member replicated, pulling them from the other replicas
+        (``on_membership``), and drops its hints for the member. Refused unless this node is
+        NORMAL and the member is a ring member other than this node that is down here."""
+        if action == "status":
+            return self.removenode_op.view()
+        c = self.cluster
+        if self.removenode_op.state == "running":
+            return self.removenode_op.view()
+        if c.gossip.own.status is not NodeStatus.NORMAL:
+            raise RuntimeError(f"this node is {c.gossip.own.status.value}, not normal")
+        if node_id == c.node_id:
+            raise RuntimeError("a node cannot remove itself; use decommission")
+        row = c.membership.get(node_id)
+        if row is None:
+            raise RuntimeError(f"no member {node_id!r}")
+        if row.status in (NodeStatus.LEFT, NodeStatus.JOINING) or node_id not in c.ring.nodes:
+            raise RuntimeError(f"{node_id!r} is {row.status.value}, not a ring member")
+        if c.gossip.is_up(node_id):
+            raise RuntimeError(f"{node_id!r} is up; a live member leaves by decommission")
+
+        async def work(op: Operation) -> dict[str, Any]:
+            c.gossip._adopt(remove_member(c.membership, node_id))
+            log.warning("event=removenode node=%s by=%s", node_id, c.node_id)
+            op.progress(0, 1)
+            # Our own refill was queued by the membership change; wait until it (and any
+            # before it) ran, then let the change spread before reporting done.
+            while self._refills or self.refill_running:  # noqa: ASYNC110 (queue state)
+                await trio.sleep(0.05)
+            await trio.sleep(self.ring_delay_s)
+            op.progress(1, 1)
+            return {"removed": node_id, **self.refill_figures}
+
+        return self._start(self.removenode_op, work)
+
+    # -- members removed by removenode: refill what this node gains --
+    refill_running = False
+
+    def on_membership(self, old: Any, new: Any) -> None:
+        """A ring listener: for each member that went from the ring to LEFT without a
+        decommission streaming its ranges away (it was NORMAL, not LEAVING: removed by
+        removenode), queue a refill of the ranges this node gains; drop the hints kept for
+        it; and if this node itself was removed, stop."""
+        c = self.cluster
+        for row in new.rows():
+            prev = old.get(row.node_id)
+            if row.status is not NodeStatus.LEFT or prev is None:
+                continue
+            if prev.status is not NodeStatus.NORMAL:
+                continue
+            if row.node_id == c.node_id:
+                if self.decommission_op.state != "running" and not self._announcing_removal:
+                    log.error("event=removed_from_cluster node=%s: another member declared this "
+                              "node gone (removenode); it stops. Wipe its data directory to "
+                              "start it as a new member.", c.node_id)
+                    c.node.request_shutdown()
+                continue
+            old_ring, new_ring = ring_of(old), ring_of(new)
+            if old_ring == new_ring:
+                continue
+            self._refills.append((old_ring, new_ring, row.node_id))
+            self._refill_wake.set()
+            if c.handoff is not None:
+                dropped = c.handoff.drop_target(row.node_id)
+                if dropped:
+                    log.info("event=hints_dropped target=%s count=%d reason=removed",
+                             row.node_id, dropped)
+
+    _announcing_removal = False
+
+    def removed_while_down(self) -> None:
+        """This member restarted from its saved state and a peer says its previous incarnation
+        was removed (removenode) meanwhile: it announces LEFT under its new generation (so its
+        restart does not put it back in the others' rings), lets that spread, and stops."""
+        c = self.cluster
+        log.error("event=removed_from_cluster node=%s: this member was removed (removenode) "
+                  "while it was down; it announces LEFT and stops. Wipe its data directory to "
+                  "start it as a new member.", c.node_id)
+        self._announcing_removal = True
+        c.gossip.set_status(NodeStatus.LEFT)
+
+        async def stop_soon() -> None:
+            await trio.sleep(self.ring_delay_s)
+            c.node.request_shutdown()
+
+        if c._nursery is not None:
+            c._nursery.start_soon(stop_soon)
+        else:
+            c.node.request_shutdown()
+
+    async def run_refills(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The task that pulls, for each queued removal, the ranges this node gains from their
+        other replicas (``streaming.fetch_ranges``, with its fallback across sources)."""
+        task_status.started()
+        c = self.cluster
+        while True:
+            if not self._refills:
+                self._refill_wake = trio.Event()
+                await self._refill_wake.wait()
+                continue
+            old_ring, new_ring, gone = self._refills[0]
+            self.refill_running = True
+            try:
+                plan = plan_fetches(old_ring, new_ring, c.node_id, c.settings)
+                log.info("event=refill_start removed=%s transfers=%d", gone, len(plan))
+                fig = await c.fetch_ranges(plan) if plan else {"transfers": 0, "keys": 0,
+                                                               "failed": 0}
+                f = self.refill_figures
+                f["refills"] += 1
+                f["refill_transfers"] += fig.get("transfers", 0)
+                f["refill_keys"] += fig.get("keys", 0)
+                f["refill_failed"] += fig.get("failed", 0)
+                log.info("event=refill_done removed=%s transfers=%d keys=%d failed=%d", gone,
+                         fig.get("transfers", 0), fig.get("keys", 0), fig.get("failed", 0))
+            except Exception:  # logged; anti-entropy repairs what a refill missed
+                log.exception("event=refill_failed removed=%s", gone)
+                self.refill_figures["refill_failed"] += 1
+            finally:
+                self._refills.pop(0)
+                self.refill_running = False
 
     def join(self, seed: str) -> dict[str, Any]:
         c = self.cluster

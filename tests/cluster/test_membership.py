@@ -29,6 +29,7 @@ from respkv.cluster.membership import (
     make_syn,
     merge,
     new_node_state,
+    remove_member,
     restart,
     ring_of,
     set_status,
@@ -178,3 +179,44 @@ def test_ack2_for_unknown_request_is_empty() -> None:
     m = Membership([new_node_state("a", 1, "h")])
     _, ack2 = handle_ack(m, "a", GossipAck("b", (), ("zz",)))
     assert ack2 == GossipAck2("a", ())
+
+
+def test_remove_member_writes_the_row_left_past_its_own_heartbeats() -> None:
+    """removenode: another node writes the gone member's row LEFT; the row leaves the ring
+    everywhere it is merged, and the member's own later heartbeats (same generation: a
+    member only paused or cut off) do not win it back."""
+    a = new_node_state("a", 10, "h:1", status=NodeStatus.NORMAL)
+    b = new_node_state("b", 20, "h:2", status=NodeStatus.NORMAL)
+    m = Membership([a, b])
+    removed = remove_member(m, "b")
+    assert removed["b"].status is NodeStatus.LEFT and removed["b"].generation == 20
+    assert set(ring_of(removed).nodes) == {"a"}
+    # b, still running somewhere, heartbeats many times under its generation
+    b_view = m
+    for _ in range(1000):
+        b_view = heartbeat(b_view, "b")
+    assert merge(removed, b_view)["b"].status is NodeStatus.LEFT
+    assert merge(b_view, removed)["b"].status is NodeStatus.LEFT
+    with pytest.raises(KeyError):
+        remove_member(m, "zz")
+
+
+def test_a_restarted_member_is_told_its_previous_incarnation_left() -> None:
+    """handle_syn: when the initiator's own digest is newer than a LEFT row the receiver holds
+    for it (it restarted after being removed), the ACK carries that LEFT row, so the initiator
+    can stop (respkv/node/gossip.py); its merge keeps its own newer row."""
+    a = new_node_state("a", 10, "h:1", status=NodeStatus.NORMAL)
+    b_old = new_node_state("b", 20, "h:2", status=NodeStatus.NORMAL)
+    receiver = remove_member(Membership([a, b_old]), "b")
+    b_new = new_node_state("b", 30, "h:2", status=NodeStatus.NORMAL)
+    initiator = Membership([b_new])
+    ack = handle_syn(receiver, "a", make_syn(initiator, "b"))
+    told = [r for r in ack.rows if r.node_id == "b"]
+    assert len(told) == 1 and told[0].status is NodeStatus.LEFT and told[0].generation == 20
+    assert "b" in ack.requests
+    merged, _ = handle_ack(initiator, "b", ack)
+    assert merged["b"] == b_new
+    # a member that did not leave is not sent its older row
+    plain = Membership([a, b_old])
+    ack = handle_syn(plain, "a", make_syn(initiator, "b"))
+    assert not [r for r in ack.rows if r.node_id == "b"]
