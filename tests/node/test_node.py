@@ -276,3 +276,34 @@ async def test_shutdown_command_stops_the_node(nursery):
     await c.send(b"SHUTDOWN NOSAVE\r\n")
     with trio.fail_after(10):
         await done.wait()
+
+
+async def test_keys_with_a_ttl_from_before_a_restart_are_expired_actively(tmp_path):
+    """A key with a TTL written before a restart and never read again is removed by the active
+    expiry cycle once its time comes (the TTLs on disk are found by discover_ttls in bounded
+    steps); before, the expiry hints started empty and such a key stayed stored."""
+    from respkv.storage.lsm import LSMEngine
+
+    now = [1_700_000_000_000]
+    cfg = Config(engine="lsm", port=0, hz=100, dir=str(tmp_path))
+    eng = LSMEngine.open(str(tmp_path), now_ms=lambda: now[0])
+    for i in range(5000):
+        eng.put(b"\x00\x00t%d" % i, b"v", expire_at_ms=now[0] + 60_000)
+    eng.put(b"\x00\x01other-db", b"v", expire_at_ms=now[0] + 60_000)
+    eng.put(b"\x00\x00keep", b"v")
+    eng.close()
+
+    now[0] += 120_000  # the node comes back after the TTLs passed
+    eng = LSMEngine.open(str(tmp_path), now_ms=lambda: now[0])
+    async with trio.open_nursery() as nursery:
+        n = Node(cfg, engine=eng, clock_ms=lambda: now[0])
+        await nursery.start(n.run)
+        with trio.fail_after(20):
+            while n.state.dbs[0].stats["expired_keys"] < 5000 or \
+                    n.state.dbs[1].stats["expired_keys"] < 1:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        assert n.ttls_discovered == 5001
+        assert n._ttl_scan is None  # the walk is over
+        assert eng.get(b"\x00\x00t1") is None and eng.get(b"\x00\x01other-db") is None
+        assert eng.get(b"\x00\x00keep") is not None
+        n.request_shutdown()
