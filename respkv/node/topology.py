@@ -28,7 +28,7 @@ import trio
 from respkv.cluster.hashing import TOKEN_SPACE
 from respkv.cluster.membership import NodeStatus, remove_member, ring_of
 from respkv.cluster.quorum import format_level
-from respkv.cluster.ring import Ring, owned_ranges
+from respkv.cluster.ring import Ring, Transfer, owned_ranges
 
 log = logging.getLogger("respkv.topology")
 
@@ -325,7 +325,13 @@ class Topology:
             old_ring, new_ring, gone = self._refills[0]
             self.refill_running = True
             try:
-                plan = plan_fetches(old_ring, new_ring, c.node_id, c.settings)
+                # Every range this node gains, pulled from each other old replica in turn (a
+                # merge: repeats are harmless), not from one: a write that reached only one of
+                # them (W=1, or W=2 with the removed node one of the two) is not left to
+                # anti-entropy.
+                plan = [Transfer(t.range, src, t.to_node, (src,))
+                        for t in plan_fetches(old_ring, new_ring, c.node_id, c.settings)
+                        for src in t.sources if src not in (gone, c.node_id)]
                 log.info("event=refill_start removed=%s transfers=%d", gone, len(plan))
                 fig = await c.fetch_ranges(plan) if plan else {"transfers": 0, "keys": 0,
                                                                "failed": 0}
