@@ -145,6 +145,10 @@ SETTINGS: tuple[Setting, ...] = (
             "of a delete within it (the hint window and a full anti-entropy cycle are shorter), "
             "and a node down for longer must be wiped before it rejoins, or deleted keys can "
             "come back.", minimum=0),
+    Setting("left_row_ttl_s", int, 3 * 86400, "seconds", "How long a member that left "
+            "(decommission, removenode) keeps its row in the gossiped membership; then each "
+            "node drops the row and refuses it for as long again (Cassandra keeps a LEFT "
+            "state 3 days). 0: forever.", minimum=0),
     Setting("purge_interval_ms", int, 3600 * 1000, "milliseconds", "How often this node walks "
             "its stored keys to remove those past gc_grace_seconds (jittered; 0: never).",
             minimum=0),
@@ -221,6 +225,7 @@ class Config:
     anti_entropy_interval_ms: int = 60000
     gc_grace_seconds: int = 864000
     purge_interval_ms: int = 3600 * 1000
+    left_row_ttl_s: int = 3 * 86400
     stream_page_bytes: int = 1024 * 1024
     peer_tls: bool = False
     peer_tls_cert_file: str = ""

@@ -162,6 +162,15 @@ class Membership:
         )
         return f"Membership({inner})"
 
+    def without(self, node_id: str) -> Membership:
+        """This map without ``node_id``'s row (a LEFT row dropped after ``left_row_ttl_s``:
+        not a merge; the caller keeps the row from coming back, see respkv/node/gossip.py)."""
+        if node_id not in self._rows:
+            return self
+        rows = dict(self._rows)
+        del rows[node_id]
+        return Membership._wrap(rows)
+
     def with_row(self, row: NodeState) -> Membership:
         """This map with ``row`` merged in (kept only if newer)."""
         have = self._rows.get(row.node_id)

@@ -574,6 +574,7 @@ class Cluster:
         # Told (old, new) of every membership change, after the rings were rebuilt.
         self.ring_listeners: list[Callable[[Membership, Membership], None]] = []
         self.ring_listeners.append(self.topology.on_membership)  # removenode's refills
+        self.gossip.left_ttl_ms = node.config.left_row_ttl_s * 1000
         if saved is not None:  # a restarted member: was it removed while it was down?
             self.gossip.previous_generation = int(saved["generation"])
             self.gossip.on_removed = self.topology.removed_while_down

@@ -106,6 +106,13 @@ class Gossiper:
         # under before, and what to do when a peer says that incarnation was removed.
         self.previous_generation: int | None = None
         self.on_removed: Callable[[], None] | None = None
+        # LEFT rows: dropped ``left_ttl_ms`` after this node first saw them LEFT, then refused
+        # (their generation or older) for as long again, so peers that have not dropped them
+        # yet cannot gossip them back (Cassandra's justRemovedEndpoints). 0: kept forever.
+        self.left_ttl_ms = 0.0
+        self._left_since: dict[str, float] = {}
+        self._quarantine: dict[str, tuple[int, float]] = {}  # node -> (generation, until)
+        self.left_rows_dropped = 0
         self.first_exchange = trio.Event()
         self._was_up: dict[str, bool] = {}
 
@@ -161,6 +168,16 @@ class Gossiper:
         if new == old:
             return
         now = self.clock_ms()
+        if self._quarantine:
+            for node_id, (generation, until) in list(self._quarantine.items()):
+                if now >= until:
+                    del self._quarantine[node_id]
+                    continue
+                row = new.get(node_id)
+                if row is not None and row.generation <= generation:
+                    new = new.without(node_id)  # a dropped LEFT row, gossiped back
+            if new == old:
+                return
         for node_id in M.advanced(old, new):
             if node_id != self.node_id:
                 self._detector(node_id).heartbeat(now)
@@ -172,7 +189,37 @@ class Gossiper:
             mine = old[self.node_id]
             new = new.with_row(replace(mine, generation=own_new.generation + 1, version=1))
         self.membership = new
+        if self.left_ttl_ms:
+            for row in new.rows():
+                if row.status is NodeStatus.LEFT and row.node_id not in self._left_since:
+                    self._left_since[row.node_id] = now
         self._on_change(old, new)
+
+    def drop_old_left_rows(self) -> list[str]:
+        """Drop the LEFT rows this node has seen LEFT for ``left_ttl_ms`` (each gossip round);
+        returns their node ids."""
+        if not self.left_ttl_ms or not self._left_since:
+            return []
+        now = self.clock_ms()
+        dropped = []
+        for node_id, since in list(self._left_since.items()):
+            row = self.membership.get(node_id)
+            if row is None or row.status is not NodeStatus.LEFT:
+                del self._left_since[node_id]  # back under a new incarnation, or gone
+                continue
+            if node_id == self.node_id or now - since < self.left_ttl_ms:
+                continue
+            del self._left_since[node_id]
+            self._quarantine[node_id] = (row.generation, now + self.left_ttl_ms)
+            old = self.membership
+            self.membership = old.without(node_id)
+            self.detectors.pop(node_id, None)
+            self._was_up.pop(node_id, None)
+            self.left_rows_dropped += 1
+            dropped.append(node_id)
+            log.info("event=left_row_dropped node=%s generation=%d", node_id, row.generation)
+            self._on_change(old, self.membership)
+        return dropped
 
     def _check_removed(self, rows: tuple[NodeState, ...]) -> None:
         """A restarted member told by a peer that its previous incarnation LEFT (removed by
@@ -259,6 +306,7 @@ class Gossiper:
                 jitter = 0.75 + self.rng.random() / 2  # desynchronise nodes started together
                 await trio.sleep(self.interval_ms * jitter / 1000)
                 self.rounds += 1
+                self.drop_old_left_rows()
                 self._adopt(M.heartbeat(self.membership, self.node_id))
                 peer = self.choose_peer()
                 if peer is not None and peer not in in_flight:
@@ -269,4 +317,5 @@ class Gossiper:
     def statistics(self) -> dict[str, Any]:
         return {"gossip_rounds": self.rounds, "gossip_exchanges_failed": self.exchanges_failed,
                 "gossip_members": len(self.membership),
-                "gossip_generation": self.own.generation, "node_status": self.own.status.value}
+                "gossip_generation": self.own.generation, "node_status": self.own.status.value,
+                "gossip_left_rows_dropped": self.left_rows_dropped}
