@@ -368,10 +368,17 @@ def handle_syn(m: Membership, self_id: str, syn: GossipSyn) -> GossipAck:
 
 
 def handle_ack(m: Membership, self_id: str, ack: GossipAck) -> tuple[Membership, GossipAck2]:
-    """The initiator merges the receiver's rows and answers the requests with its own rows."""
+    """The initiator merges the receiver's rows and answers the requests with its own rows.
+    As in ``handle_syn``, a receiver whose own row is newer than a LEFT row the initiator held
+    for it is sent that LEFT row too (it restarted after leaving)."""
     merged = merge(m, Membership(ack.rows))
-    rows = tuple(merged[n] for n in ack.requests if n in merged)
-    return merged, GossipAck2(self_id, rows)
+    rows = [merged[n] for n in ack.requests if n in merged]
+    mine = m.get(ack.sender)
+    if mine is not None and mine.status is NodeStatus.LEFT:
+        theirs = next((r for r in ack.rows if r.node_id == ack.sender), None)
+        if theirs is not None and theirs.newer_than(mine):
+            rows.append(mine)
+    return merged, GossipAck2(self_id, tuple(rows))
 
 
 def handle_ack2(m: Membership, ack2: GossipAck2) -> Membership:

@@ -617,8 +617,24 @@ class Cluster:
         self._plan_cache.clear()
         self.pending_ring = None if future == ring else future
 
+    def _retire_links(self, node_id: str, address: str) -> None:
+        """The member ``node_id`` left (or its row was dropped): stop dialing it."""
+        for link in list(self._all_links):
+            if link.peer_id == node_id or (address and link.address == address
+                                           and link.peer_id in (None, node_id)):
+                link.retire()
+                self._all_links.remove(link)
+                if self.links.get(node_id) is link:
+                    del self.links[node_id]
+                self._links_version += 1
+                log.info("event=peer_link_retired node=%s address=%s", node_id, link.address)
+
     def _on_membership(self, old: Membership, new: Membership) -> None:
         self._derive_rings(new)
+        for row in old.rows():
+            if row.node_id != self.node_id and row.status is not NodeStatus.LEFT and (
+                    row.node_id not in new or new[row.node_id].status is NodeStatus.LEFT):
+                self._retire_links(row.node_id, row.address)
         for row in new.rows():
             if row.node_id == self.node_id or not row.address:
                 continue

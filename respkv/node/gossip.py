@@ -248,6 +248,7 @@ class Gossiper:
             ack = M.handle_syn(self.membership, self.node_id, msg)
             return True, M.encode_gossip(ack)
         if isinstance(msg, M.GossipAck2):
+            self._check_removed(msg.rows)
             self._adopt(M.handle_ack2(self.membership, msg))
             return True, b""
         return False, b"unexpected gossip message"

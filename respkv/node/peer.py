@@ -289,6 +289,8 @@ class PeerLink:
         self._outbox = bytearray()
         self._held = bytearray()  # requests held for the end of the scheduler pass
         self.batcher: SendBatcher | None = None
+        self.retired = False
+        self._scope = trio.CancelScope()
         self._wake = trio.Event()
         self._sock: Any = None  # the real socket while connected (None on other networks)
         self.stats = {"connects": 0, "connect_failures": 0, "disconnects": 0,
@@ -364,11 +366,22 @@ class PeerLink:
         """The caller stopped waiting (deadline): drop the callback; a late reply is ignored."""
         self._pending.pop(req_id, None)
 
+    def retire(self) -> None:
+        """Stop for good (the peer left the cluster): ``run`` returns, an open connection is
+        closed and its outstanding requests fail; later ``send`` calls are refused."""
+        self.retired = True
+        self._scope.cancel()
+
     # -- the owner task --
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        with self._scope:
+            await self._run()
+        self.connected = False
+
+    async def _run(self) -> None:
         backoff = wire.RECONNECT_BACKOFF_MS / 1000
-        while True:
+        while not self.retired:
             stream = await self._connect()
             if stream is None:
                 if self.is_self:

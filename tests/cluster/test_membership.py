@@ -220,3 +220,19 @@ def test_a_restarted_member_is_told_its_previous_incarnation_left() -> None:
     plain = Membership([a, b_old])
     ack = handle_syn(plain, "a", make_syn(initiator, "b"))
     assert not [r for r in ack.rows if r.node_id == "b"]
+
+
+def test_a_restarted_member_is_told_when_the_other_side_initiates_too() -> None:
+    """handle_ack: the initiator holds a LEFT row for the receiver, whose ACK carries its newer
+    row (it restarted): the ACK2 carries the LEFT row back to it."""
+    a = new_node_state("a", 10, "h:1", status=NodeStatus.NORMAL)
+    b_old = new_node_state("b", 20, "h:2", status=NodeStatus.NORMAL)
+    initiator = remove_member(Membership([a, b_old]), "b")
+    b_new = new_node_state("b", 30, "h:2", status=NodeStatus.NORMAL)
+    receiver = Membership([b_new])
+    ack = handle_syn(receiver, "b", make_syn(initiator, "a"))
+    merged, ack2 = handle_ack(initiator, "a", ack)
+    told = [r for r in ack2.rows if r.node_id == "b"]
+    assert len(told) == 1 and told[0].status is NodeStatus.LEFT and told[0].generation == 20
+    assert merged["b"] == b_new  # the merge itself is unchanged
+    assert handle_ack2(receiver, ack2)["b"] == b_new
