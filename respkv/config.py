@@ -144,7 +144,12 @@ SETTINGS: tuple[Setting, ...] = (
             "storage with its history (Cassandra's gc_grace_seconds). Every replica must learn "
             "of a delete within it (the hint window and a full anti-entropy cycle are shorter), "
             "and a node down for longer must be wiped before it rejoins, or deleted keys can "
-            "come back.", minimum=0),
+            "come back: such a node refuses to start (see allow_stale_rejoin).", minimum=0),
+    Setting("allow_stale_rejoin", bool, False, "", "Let a cluster member start that was down "
+            "longer than gc_grace_seconds. Its copy may hold keys deleted meanwhile whose "
+            "deletes were purged elsewhere, and anti-entropy would bring them back (Cassandra's "
+            "zombie keys), so by default it refuses; wipe its data directory to bring it back "
+            "as a new member, or set this for one start when nothing was deleted meanwhile."),
     Setting("left_row_ttl_s", int, 3 * 86400, "seconds", "How long a member that left "
             "(decommission, removenode) keeps its row in the gossiped membership; then each "
             "node drops the row and refuses it for as long again (Cassandra keeps a LEFT "
@@ -226,6 +231,7 @@ class Config:
     gc_grace_seconds: int = 864000
     purge_interval_ms: int = 3600 * 1000
     left_row_ttl_s: int = 3 * 86400
+    allow_stale_rejoin: bool = False
     stream_page_bytes: int = 1024 * 1024
     peer_tls: bool = False
     peer_tls_cert_file: str = ""

@@ -77,6 +77,7 @@ from respkv.node.gossip import STATE_FILE, Gossiper, load_state, save_state
 from respkv.node.keyscan import KeyScan
 from respkv.node.metrics import observe_us
 from respkv.node.peer import PeerIdentity, PeerLink, PeerServer, SendBatcher
+from respkv.node.periodic import every
 from respkv.node.purge import Purger, load_dot_floor
 from respkv.node.replica import LocalReplica
 from respkv.node.topology import Topology
@@ -405,6 +406,11 @@ class _Op:
                 self.event.set()
 
 
+ALIVE_INTERVAL_MS = 600_000
+"""How often a member refreshes ``alive_ms`` in its cluster_state (the gc_grace_seconds check
+at start-up: a node down longer than gc_grace_seconds refuses to start)."""
+
+
 class Deadlines:
     """The deadline of every operation in flight, fired by one task (``run``): at its deadline an
     operation's ``event`` is set, so the task waiting on it wakes while keys are still pending
@@ -515,6 +521,17 @@ class Cluster:
                               "by removenode); remove "
                               f"{os.path.join(self.state_dir, STATE_FILE)} and its data to "
                               "start it as a new member")
+        alive_ms = saved.get("alive_ms") if saved is not None else None
+        grace_ms = node.config.gc_grace_seconds * 1000
+        if (isinstance(alive_ms, int) and grace_ms and not node.config.allow_stale_rejoin
+                and node.clock_ms() - alive_ms > grace_ms):
+            days = (node.clock_ms() - alive_ms) / 86_400_000
+            raise ConfigError(
+                f"node {s.node_id!r} was last up {days:.1f} days ago, longer than "
+                f"gc_grace_seconds ({node.config.gc_grace_seconds}): deletes purged elsewhere "
+                "meanwhile would come back from its copy. Wipe "
+                f"{self.state_dir} to start it as a new member (it bootstraps), or start it "
+                "once with allow_stale_rejoin = true if nothing was deleted meanwhile")
         self.restarted = saved is not None
         generation = max(node.clock_ms() // 1000, (saved["generation"] + 1) if saved else 0)
         # A member that was NORMAL (or was leaving when it stopped) comes back NORMAL; a new
@@ -658,10 +675,16 @@ class Cluster:
             return
         own = self.gossip.own
         try:
+            # alive_ms: when this member was last known up (refreshed every ALIVE_INTERVAL_MS),
+            # for the gc_grace_seconds check at its next start.
             save_state(self.state_dir, {"node_id": self.node_id, "generation": own.generation,
-                                        "status": own.status.value})
+                                        "status": own.status.value,
+                                        "alive_ms": self.node.clock_ms()})
         except OSError as e:
             log.error("event=cluster_state_write_failed error=%r", str(e))
+
+    async def _persist_alive(self) -> None:
+        await self.node.sync_worker(self._persist_own)
 
     @property
     def membership(self) -> Membership:
@@ -727,6 +750,8 @@ class Cluster:
                 await nursery.start(self.antientropy.run)
                 await nursery.start(self.purger.run)
                 await nursery.start(self.topology.run_refills)
+                await self._persist_alive()
+                nursery.start_soon(every, ALIVE_INTERVAL_MS, self.node.rng, self._persist_alive)
                 task_status.started(self.peer_port)
                 if self.gossip.own.status is NodeStatus.JOINING:
                     await self._settle_new_member()

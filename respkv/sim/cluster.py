@@ -121,7 +121,10 @@ class SimNode:
             request_timeout_ms=self.sim.request_timeout_ms, gossip_interval_ms=500,
             hinted_handoff=p.sloppy, hint_replay_per_second=1000,
             anti_entropy_interval_ms=ANTI_ENTROPY_INTERVAL_MS, gc_grace_seconds=PURGE_GRACE_S,
-            purge_interval_ms=0)
+            # Nodes purge only in the final purge phase (purge_interval_ms=0), with every node
+            # up: an outage longer than the 5 s grace before it is safe, so restarts after
+            # one are allowed (a real node down longer than gc_grace_seconds refuses to start).
+            purge_interval_ms=0, allow_stale_rejoin=True)
 
     async def _sync_worker(self, fn: Callable[[], Any]) -> Any:
         """The engine's blocking work, inline on the trio thread (deterministic)."""

@@ -393,3 +393,55 @@ async def test_peer_server_corks_replies_while_more_requests_are_readable() -> N
     await server._serve_requests(stream, FrameDecoder())
     assert events == [("durable", 0), ("send", [1, 2, 3, 4, 5])]
     assert stream.waits == 1 and server.stats["peer_requests_served"] == 5
+
+
+def test_a_member_down_longer_than_gc_grace_refuses_to_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """cluster_state's alive_ms (refreshed while the node runs) against gc_grace_seconds: a
+    member last up longer ago than the grace refuses to start (its copy could bring back keys
+    whose deletes were purged meanwhile), unless allow_stale_rejoin; a recent one starts."""
+    import json
+
+    from respkv.config import Config, ConfigError
+    from respkv.node.server import Node
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    now = [1_800_000_000_000]
+    data = tmp_path / "d"
+    data.mkdir()
+
+    def state(alive_ms: int) -> None:
+        (data / "cluster_state").write_text(json.dumps(
+            {"node_id": "solo", "generation": 5, "status": "normal", "alive_ms": alive_ms}))
+
+    def node(**kw: object) -> Node:
+        cfg = Config(engine="lsm", port=0, node_id="solo", cluster_secret_file=str(secret),
+                     dir=str(data), gc_grace_seconds=86400, **kw)  # type: ignore[arg-type]
+        # config engine "lsm" (the state file is kept), storage in memory (no lock to free)
+        return Node(cfg, engine=MemoryEngine(), clock_ms=lambda: now[0])
+
+    state(now[0] - 2 * 86_400_000)  # down two days, grace one
+    with pytest.raises(ConfigError, match="gc_grace_seconds"):
+        node()
+    node(allow_stale_rejoin=True)
+    state(now[0] - 3_600_000)  # down an hour
+    node()
+
+
+async def test_a_running_member_records_when_it_was_last_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from respkv.config import Config
+    from respkv.node.server import Node
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    now = [1_800_000_000_000]
+    cfg = Config(engine="lsm", port=0, node_id="solo", cluster_secret_file=str(secret),
+                 dir=str(tmp_path / "d"))
+    async with trio.open_nursery() as nursery:
+        n = Node(cfg, clock_ms=lambda: now[0])
+        await nursery.start(n.run)
+        state = json.loads((tmp_path / "d" / "cluster_state").read_text())
+        assert state["alive_ms"] == now[0] and state["node_id"] == "solo"
+        n.request_shutdown()
