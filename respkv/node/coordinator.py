@@ -635,16 +635,26 @@ class Cluster:
         self.pending_ring = None if future == ring else future
 
     def _retire_links(self, node_id: str, address: str) -> None:
-        """The member ``node_id`` left (or its row was dropped): stop dialing it."""
+        """The member ``node_id`` left (or its row was dropped): stop dialing it, once the
+        requests already sent to it have had ``request_timeout_ms`` to finish (a leaving node
+        still answers for a while after it announces LEFT; cutting its link at once failed
+        writes it had applied)."""
         for link in list(self._all_links):
             if link.peer_id == node_id or (address and link.address == address
                                            and link.peer_id in (None, node_id)):
-                link.retire()
                 self._all_links.remove(link)
-                if self.links.get(node_id) is link:
-                    del self.links[node_id]
-                self._links_version += 1
-                log.info("event=peer_link_retired node=%s address=%s", node_id, link.address)
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._retire_later, link, node_id)
+                else:
+                    link.retire()
+
+    async def _retire_later(self, link: PeerLink, node_id: str) -> None:
+        await trio.sleep(self.timeout_s)
+        link.retire()
+        if self.links.get(node_id) is link:
+            del self.links[node_id]
+        self._links_version += 1
+        log.info("event=peer_link_retired node=%s address=%s", node_id, link.address)
 
     def _on_membership(self, old: Membership, new: Membership) -> None:
         self._derive_rings(new)
