@@ -276,3 +276,46 @@ def test_status_ring_and_refusals_on_a_three_node_cluster() -> None:
     assert join.returncode == 1
     assert join.stderr == (f"respkv admin: 127.0.0.1:{port}: ERR RESPKV JOIN: this node is "
                            "already a member of a cluster\n")
+
+
+def test_removenode_start_sends_the_node_id_and_follows(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    states = iter([{"operation": "removenode", "state": "running", "done": 0, "total": 1},
+                   {"operation": "removenode", "state": "done", "done": 1, "total": 1,
+                    "result": {"removed": "n3", "refill_keys": 12}}])
+    asked: list[tuple[str, ...]] = []
+
+    def fake(ns: argparse.Namespace, *args: str) -> Any:
+        asked.append(args)
+        return next(states)
+
+    monkeypatch.setattr(admin, "_respkv", fake)
+    ns = parse("--json", "removenode", "start", "n3", "--interval", "0")
+    assert ns.func(ns) == 0
+    assert asked == [("REMOVENODE", "START", "n3"), ("REMOVENODE", "STATUS")]
+    assert json.loads(capsys.readouterr().out)["result"]["removed"] == "n3"
+    ns = parse("removenode", "start")  # no node id: a usage error, nothing sent
+    assert ns.func(ns) == 2 and "needs the member's node id" in capsys.readouterr().err
+    monkeypatch.setattr(admin, "_respkv", lambda ns, *a: asked.append(a) or {"state": "idle"})
+    ns = parse("removenode")
+    assert ns.func(ns) == 0 and asked[-1] == ("REMOVENODE", "STATUS")
+
+
+def test_removenode_command_parses_its_arguments() -> None:
+    calls: list[tuple[str, str]] = []
+
+    class C:
+        def admin_removenode(self, action: str, node_id: str = "") -> dict[str, str]:
+            calls.append((action, node_id))
+            return {"state": "running"}
+
+    cl = _Client(C())
+    h = admin_cmds.respkv_removenode
+    h(cl, [b"RESPKV", b"REMOVENODE"])  # type: ignore[arg-type]
+    h(cl, [b"RESPKV", b"REMOVENODE", b"status"])  # type: ignore[arg-type]
+    h(cl, [b"RESPKV", b"REMOVENODE", b"START", b"n7"])  # type: ignore[arg-type]
+    assert calls == [("status", ""), ("status", ""), ("start", "n7")]
+    for bad in ([b"RESPKV", b"REMOVENODE", b"START"], [b"RESPKV", b"REMOVENODE", b"GO", b"n7"],
+                [b"RESPKV", b"REMOVENODE", b"START", b"n7", b"x"]):
+        with pytest.raises(CommandError, match="^ERR syntax error$"):
+            h(cl, bad)  # type: ignore[arg-type]
