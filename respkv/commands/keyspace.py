@@ -168,21 +168,33 @@ class Keyspace:
         samples a stored key (``Engine.sample_key``: about uniform over stored entries; Redis's
         own pick is not uniform either) and the first live key from it is the answer, looking
         at most ``RANDOM_KEY_LOOKAHEAD`` keys on; after ``RANDOM_KEY_TRIES`` samples that find
-        only expired keys, the database's first live key. No work grows with the database
-        unless nearly all of it is dead. Without a random source (pure tests): the first key."""
+        only expired keys, the database's first live key. A scan that reaches the end of the
+        range with nothing live shrinks the range to below its sample, so in a database of
+        dead entries (a FLUSHDB not yet compacted away) the scans cover it about once in all.
+        No work grows with the database unless nearly all of it is dead. Without a random
+        source (pure tests): the first key."""
+        plen = len(self.prefix)
+        now = self.clock_ms()
+        engine = self.engine
+        end = db_prefix(self.db + 1)
         if rng is not None:
-            engine = self.engine
-            end = db_prefix(self.db + 1)
-            now = self.clock_ms()
-            plen = len(self.prefix)
             for _ in range(RANDOM_KEY_TRIES):
                 sampled = engine.sample_key(self.prefix, end, rng)
                 if sampled is None:
                     return None
+                seen = 0
                 for skey, rec in islice(engine.scan(sampled, end), RANDOM_KEY_LOOKAHEAD):
                     if not rec.expire_at_ms or rec.expire_at_ms > now:
                         return skey[plen:]
-        return next(self.keys(), None)
+                    seen += 1
+                if seen < RANDOM_KEY_LOOKAHEAD:  # reached ``end``: nothing live from sampled on
+                    if sampled <= self.prefix:
+                        return None
+                    end = sampled
+        for skey, rec in engine.scan(self.prefix, end):
+            if not rec.expire_at_ms or rec.expire_at_ms > now:
+                return skey[plen:]
+        return None
 
     def expires_count(self) -> int:
         now = self.clock_ms()
