@@ -201,14 +201,19 @@ def test_remove_member_writes_the_row_left_past_its_own_heartbeats() -> None:
         remove_member(m, "zz")
 
 
+def removed_b_and_its_restart() -> tuple[NodeState, NodeState, Membership, NodeState]:
+    """a's row, b's row (generation 20), a's view after removing b, and b restarted (gen 30)."""
+    a = new_node_state("a", 10, "h:1", status=NodeStatus.NORMAL)
+    b_old = new_node_state("b", 20, "h:2", status=NodeStatus.NORMAL)
+    view = remove_member(Membership([a, b_old]), "b")
+    return a, b_old, view, new_node_state("b", 30, "h:2", status=NodeStatus.NORMAL)
+
+
 def test_a_restarted_member_is_told_its_previous_incarnation_left() -> None:
     """handle_syn: when the initiator's own digest is newer than a LEFT row the receiver holds
     for it (it restarted after being removed), the ACK carries that LEFT row, so the initiator
     can stop (respkv/node/gossip.py); its merge keeps its own newer row."""
-    a = new_node_state("a", 10, "h:1", status=NodeStatus.NORMAL)
-    b_old = new_node_state("b", 20, "h:2", status=NodeStatus.NORMAL)
-    receiver = remove_member(Membership([a, b_old]), "b")
-    b_new = new_node_state("b", 30, "h:2", status=NodeStatus.NORMAL)
+    a, b_old, receiver, b_new = removed_b_and_its_restart()
     initiator = Membership([b_new])
     ack = handle_syn(receiver, "a", make_syn(initiator, "b"))
     told = [r for r in ack.rows if r.node_id == "b"]
@@ -225,10 +230,7 @@ def test_a_restarted_member_is_told_its_previous_incarnation_left() -> None:
 def test_a_restarted_member_is_told_when_the_other_side_initiates_too() -> None:
     """handle_ack: the initiator holds a LEFT row for the receiver, whose ACK carries its newer
     row (it restarted): the ACK2 carries the LEFT row back to it."""
-    a = new_node_state("a", 10, "h:1", status=NodeStatus.NORMAL)
-    b_old = new_node_state("b", 20, "h:2", status=NodeStatus.NORMAL)
-    initiator = remove_member(Membership([a, b_old]), "b")
-    b_new = new_node_state("b", 30, "h:2", status=NodeStatus.NORMAL)
+    _, _, initiator, b_new = removed_b_and_its_restart()
     receiver = Membership([b_new])
     ack = handle_syn(receiver, "b", make_syn(initiator, "a"))
     merged, ack2 = handle_ack(initiator, "a", ack)
