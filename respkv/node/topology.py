@@ -105,6 +105,8 @@ class Topology:
         self._refill_wake = trio.Event()
         self.refill_figures: dict[str, int] = {"refills": 0, "refill_transfers": 0,
                                                "refill_keys": 0, "refill_failed": 0}
+        self.refill_running = False  # run_refills is pulling a queued removal's ranges
+        self._announcing_removal = False  # removed_while_down: our own LEFT is on purpose
 
     @property
     def ring_delay_s(self) -> float:
@@ -258,8 +260,6 @@ class Topology:
         return self._start(self.removenode_op, work)
 
     # -- members removed by removenode: refill what this node gains --
-    refill_running = False
-
     def on_membership(self, old: Any, new: Any) -> None:
         """A ring listener: for each member that went from the ring to LEFT without a
         decommission streaming its ranges away (it was NORMAL, not LEAVING: removed by
@@ -289,8 +289,6 @@ class Topology:
                 if dropped:
                     log.info("event=hints_dropped target=%s count=%d reason=removed",
                              row.node_id, dropped)
-
-    _announcing_removal = False
 
     def removed_while_down(self) -> None:
         """This member restarted from its saved state and a peer says its previous incarnation
