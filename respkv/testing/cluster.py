@@ -86,9 +86,15 @@ class LocalCluster(NodeProcesses):
         self.engine = engine
         self.nodes: list[ServerProcess | None] = [None] * n
         self.paused: set[int] = set()
-        for i in range(n):
-            self.start(i)
-        self.wait_converged()
+        try:
+            for i in range(n):
+                self.start(i)
+            self.wait_converged()
+        except BaseException:
+            # The caller never gets this object to stop: stop what was started (left running,
+            # such nodes dialed later tests' clusters that reused their ports).
+            self.stop()
+            raise
 
     def args(self, i: int) -> list[str]:
         seeds = []
