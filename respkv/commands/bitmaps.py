@@ -1,0 +1,3 @@
+"""Bit commands on string values (redis-server 7.0 bitops.c semantics, replies and errors)."""
+
+from __future__ import annotations
