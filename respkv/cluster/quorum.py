@@ -29,8 +29,8 @@ coordinator's datacenter holds no replica of the key are unavailable (need 1, ha
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from respkv.cluster.ring import PreferenceList
@@ -217,6 +217,46 @@ def plan(
         local_replica=coordinator if coordinator in targets else None,
         unavailable=unavailable,
     )
+
+
+def with_pending(plan: ReplicaPlan, pending: Sequence[str], dcs: Mapping[str, str],
+                 up: Container[str]) -> ReplicaPlan:
+    """A write's ``plan`` while a range moves: ``pending`` are the replicas the key will have
+    once the JOINING/LEAVING members settle that are not natural replicas now. Each one raises
+    the acks required by one (overall, or in its datacenter for the per-datacenter levels) and,
+    when ``up``, is a contact whose ack counts (Cassandra's pending endpoints, CASSANDRA-833).
+
+    Why: the new replica set is the old one less the nodes losing the range plus the pending
+    ones, as many as those losing it. A write acknowledged by W + P of old and pending replicas
+    is then on at least W of the new set, whichever old replicas lose the range; with only W
+    counted, a write acknowledged by the node about to lose the range (and by nobody in the new
+    set) would vanish when the ring changes (found by the simulation with membership changes,
+    seed 2). A pending replica that is down makes the write need one more old replica
+    instead."""
+    extra = [node for node in pending if node not in plan.contacts]
+    if not extra:
+        return plan
+    live = [node for node in extra if node in up]
+    contacts = plan.contacts + tuple(live)
+    required = plan.required + len(extra) if plan.required else 0
+    per_dc = dict(plan.required_per_dc)
+    for node in extra:
+        if dcs[node] in per_dc:
+            per_dc[dcs[node]] += 1
+    all_dcs = {**plan.dcs, **{node: dcs[node] for node in live}}
+    unavailable = plan.unavailable
+    if unavailable is None:
+        if len(contacts) < required:
+            unavailable = Unavailable(required, len(contacts))
+        else:
+            for dc, need in per_dc.items():
+                have = sum(1 for t in contacts if all_dcs[t] == dc)
+                if have < need:
+                    unavailable = Unavailable(need, have, dc)
+                    break
+    return replace(plan, contacts=contacts, required=required,
+                   required_per_dc=MappingProxyType(per_dc), dcs=MappingProxyType(all_dcs),
+                   unavailable=unavailable)
 
 
 def plan_read(

@@ -57,6 +57,7 @@ from respkv.cluster.quorum import (
     parse_level,
     plan_read,
     plan_write,
+    with_pending,
 )
 from respkv.cluster.ring import (
     NodeInfo,
@@ -1259,9 +1260,21 @@ class Cluster:
         plans = self._plans(keys, level, write=True)
         if isinstance(plans, ErrorReply):
             return plans
+        pending = self.pending_ring
+        if pending is not None:  # a range is moving: the pending replicas count (with_pending)
+            up = self.up_nodes()
+            moving = []
+            for key, p in zip(keys, plans, strict=True):
+                extra = self._pending_targets(pending, key, p)
+                if extra:
+                    p = with_pending(p, extra, {n: pending.dc_of(n) for n in extra}, up)
+                    if p.unavailable is not None:
+                        return CommandError(E.NOREPLICAS_UP % (p.unavailable.needed,
+                                                               p.unavailable.have))
+                moving.append(p)
+            plans = moving
         op = _Op()
         timeout_ms = int(self.timeout_s * 1000)
-        pending = self.pending_ring
         for key, p in zip(keys, plans, strict=True):
             value, expire = mutations[key]
             seen = read_sets.get(key) if read_sets is not None else None
@@ -1271,16 +1284,15 @@ class Cluster:
             k = _KeyOp(key, QuorumTracker(p))
             op.add(k)
             hints = p.hints
-            extra = self._pending_targets(pending, key, p) if pending is not None else ()
             if p.local_replica is not None and self.node_id not in hints:
                 _, data = self.replica.coordinate(db, key, value, expire, context, seen)
                 k.tracker.ok(self.node_id)
-                self._replicate(op, k, p.contacts[1:], db, key, data, timeout_ms, hints, extra)
+                self._replicate(op, k, p.contacts[1:], db, key, data, timeout_ms, hints)
             else:
-                first = next((c for c in p.contacts if c not in hints), None)
+                first = next((c for c in p.contacts if c not in hints and c != self.node_id),
+                             None)
                 if first is not None:
-                    self._forward(op, k, p, first, db, key, value, expire, context, timeout_ms,
-                                  extra)
+                    self._forward(op, k, p, first, db, key, value, expire, context, timeout_ms)
                 else:
                     # Every natural replica is down: the dot is made here and every copy is a
                     # hint (Dynamo §4.6); the replicas get it by hinted handoff. The dot comes
@@ -1289,7 +1301,7 @@ class Cluster:
                     # replicas keep one write and drop the other (found by the simulation,
                     # seed 98).
                     _, data = self.replica.coordinate(db, key, value, expire, context, seen)
-                    self._replicate(op, k, p.contacts, db, key, data, timeout_ms, hints, extra)
+                    self._replicate(op, k, p.contacts, db, key, data, timeout_ms, hints)
             op.check(k)
         failed = await self._wait(op, "write", level)
         if op.local_hints:  # hints this node took count toward W once durable: before the reply
@@ -1306,20 +1318,24 @@ class Cluster:
 
     def _pending_targets(self, pending: Ring, key: bytes, p: ReplicaPlan) -> tuple[str, ...]:
         """Replicas ``key`` will have once the JOINING/LEAVING members settle, that the plan
-        does not write: they get the write too (not counted toward W), so nothing acknowledged
-        during a range move is missing from the new owners (Cassandra's pending ranges)."""
+        does not write: they get the write too, and count (``quorum.with_pending``), so nothing
+        acknowledged during a range move is missing from the new owners (Cassandra's pending
+        ranges)."""
         future = natural_replicas(pending, key, self.settings.n_for(key),
                                   self.settings.replicas_per_dc)
         return tuple(n for n in future if n not in p.contacts)
 
     def _replicate(self, op: _Op, k: _KeyOp, nodes: Any, db: int, key: bytes, data: bytes,
-                   timeout_ms: int, hints: Any = None, extra: tuple[str, ...] = ()) -> None:
-        """Send the coordinated set ``data`` to ``nodes``: ``RW`` to replicas, a ``hint`` call
-        to fallbacks (``hints``: fallback -> the down replica it stands in for), untracked
-        ``RW`` to ``extra`` (pending replicas)."""
+                   timeout_ms: int, hints: Any = None) -> None:
+        """Send the coordinated set ``data`` to ``nodes``: ``RW`` to replicas (this node's own
+        copy, when it is a pending replica another node coordinated for, is merged here), a
+        ``hint`` call to fallbacks (``hints``: fallback -> the down replica it stands in for)."""
         for node in nodes:
             target = hints.get(node) if hints else None
-            if target is None:
+            if target is None and node == self.node_id:
+                self.replica.apply_raw(db, key, data)
+                k.tracker.ok(node)
+            elif target is None:
                 self._send(op, k, node, lambda rid: wire.encode_write(
                     rid, self._sender, timeout_ms, db, key, data),
                     read=False, db=db)
@@ -1331,18 +1347,10 @@ class Cluster:
                 args = (target.encode(), b"%d" % db, key, data)
                 self._send(op, k, node, _service_call(self.node_id, timeout_ms, b"hint", args),
                            read=False, db=db)
-        for node in extra:
-            if node == self.node_id:
-                self.replica.apply_raw(db, key, data)
-                continue
-            link = self.links.get(node)
-            if link is not None:
-                link.send(_replica_write(self.node_id, timeout_ms, db, key, data),
-                          lambda _reply: None)
 
     def _forward(self, op: _Op, k: _KeyOp, p: ReplicaPlan, first: str, db: int, key: bytes,
                  value: bytes | None, expire: int, context: VersionVector | None,
-                 timeout_ms: int, extra: tuple[str, ...] = ()) -> None:
+                 timeout_ms: int) -> None:
         """Not a replica of ``key`` (or standing in for one): ``first``, a natural replica,
         coordinates (CW) and returns the new set, which then goes to the other contacts. If it
         fails, the write is not made at all."""
@@ -1352,7 +1360,7 @@ class Cluster:
 
         def coordinated(payload: bytes) -> None:
             k.tracker.ok(first)
-            self._replicate(op, k, rest, db, key, payload, timeout_ms, p.hints, extra)
+            self._replicate(op, k, rest, db, key, payload, timeout_ms, p.hints)
 
         def build(rid: int) -> bytes:
             return wire.encode_coordinate(rid, self._sender, timeout_ms, db, key, ctx, value,

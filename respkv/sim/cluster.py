@@ -109,10 +109,12 @@ class SimNode:
         self.incarnation = 0
         self.crashing = False
         self.up = False
+        # The nodes it is told of: the plan's first nodes; a joining node, the members then.
+        self.seeds = [o for o in sim.plan.nodes if o != name]
 
     def config(self) -> Config:
         p = self.sim.plan
-        seeds = ",".join(f"{o}:{PEER_PORT}" for o in p.nodes if o != self.name)
+        seeds = ",".join(f"{o}:{PEER_PORT}" for o in self.seeds)
         return Config(
             bind=self.name, port=0, dir=self.dir, engine="lsm", appendfsync="always",
             protected_mode=False, memtable_bytes=32 * 1024, node_id=self.name, seeds=seeds,
@@ -296,6 +298,12 @@ class Sim:
         self.passive = False
         self.purge_violations: list[Violation] = []
         self.purged = 0
+        # The ring members the schedule has made (joins added, decommissioned and removed
+        # nodes taken out); ``leaving``: nodes told to decommission; ``removed``: node -> the
+        # member told to remove it. Both are finished (an operator's retry) at the heal.
+        self.members: list[str] = list(plan.nodes)
+        self.leaving: set[str] = set()
+        self.removed: dict[str, str] = {}
 
     # -- clocks (trio's MockClock) --
     @staticmethod
@@ -341,10 +349,10 @@ class Sim:
             nursery.cancel_scope.cancel()
 
     async def _wait_formed(self, deadline_s: float) -> bool:
-        names = set(self.plan.nodes)
+        names = set(self.members)
         with trio.move_on_after(deadline_s):
             while True:
-                if all(self._formed(n, names) for n in self.nodes.values()):
+                if all(self._formed(self.nodes[m], names) for m in names):
                     return True
                 await trio.sleep(0.1)
         return False
@@ -429,15 +437,88 @@ class Sim:
                 n.start()
         elif f.kind == "resets":
             self.net.reset_some(f.fraction)
+        elif f.kind == "join":
+            name = f.nodes[0][0]
+            n = SimNode(self, name)
+            n.seeds = list(self.members)
+            self.nodes[name] = n
+            self.members.append(name)
+            n.start()
+        elif f.kind == "decommission":
+            name = f.nodes[0][0]
+            self.members.remove(name)
+            self.leaving.add(name)
+            self._membership_op(name, "decommission")
+        elif f.kind == "removenode":
+            gone, by = f.nodes[0][0], f.nodes[1][0]
+            self.members.remove(gone)
+            self.removed[gone] = by
+            self._membership_op(by, "removenode", gone)
+
+    def _membership_op(self, name: str, op: str, *args: str) -> bool:
+        """Start an admin operation on node ``name`` (``Topology.decommission`` / ``removenode``)
+        as ``respkv admin`` would; False, traced, if the node is down or refuses it now."""
+        n = self.nodes[name]
+        if not n.up or n.node is None or n.node.cluster is None:
+            self.trace_event("refused", f"{op} on {name}: the node is down")
+            return False
+        try:
+            getattr(n.node.cluster.topology, op)("start", *args)
+        except RuntimeError as e:
+            self.trace_event("refused", f"{op} on {name}: {e}")
+            return False
+        return True
+
+    def _op_state(self, name: str, op: str) -> str:
+        n = self.nodes[name]
+        if n.node is None or n.node.cluster is None:
+            return "down"
+        return str(getattr(n.node.cluster.topology, op + "_op").state)
+
+    async def _finish_membership(self, deadline_s: float) -> None:
+        """At the heal, as an operator would: see every decommission and removenode of the
+        schedule through, starting again the ones that failed or were refused, and stop each
+        decommissioned node once it is done (it asked to shut down)."""
+        with trio.move_on_after(deadline_s):
+            for gone, by in sorted(self.removed.items()):
+                n = self.nodes[gone]
+                if n.up:  # removed while the schedule had it crashed: it is down for good
+                    await n.crash("process")
+                self.net.host_down(gone, reset=True)
+                while not self._removed_everywhere(gone):
+                    if self._op_state(by, "removenode") in ("idle", "failed", "done"):
+                        self._membership_op(by, "removenode", gone)
+                    await trio.sleep(0.5)
+            for name in sorted(self.leaving):
+                while self._op_state(name, "decommission") != "done":
+                    if self._op_state(name, "decommission") in ("idle", "failed"):
+                        self._membership_op(name, "decommission")
+                    await trio.sleep(0.5)
+                n = self.nodes[name]
+                await n.crash("process")
+                self.net.host_down(name, reset=True)
+                self.trace_event("left", f"{name} decommissioned and stopped")
+            return
+        self.harness_errors.append("membership changes did not finish after the heal: "
+                                   + self._ring_state())
+
+    def _removed_everywhere(self, gone: str) -> bool:
+        for name in self.members:
+            c = self.nodes[name].node.cluster if self.nodes[name].node is not None else None
+            if c is None or gone in c.ring.nodes:
+                return False
+        return True
 
     async def _heal_and_check(self) -> None:
         self.net.heal()
         self.net.params = self.plan.net.calm()
         for n in self.nodes.values():
-            if not n.up:
+            if not n.up and n.name not in self.removed:
                 await n.done.wait()
                 self.net.host_up(n.name)
                 n.start()
+        if self.leaving or self.removed:
+            await self._finish_membership(HEAL_DEADLINE_S)
         heal = trio.current_time()
         self.trace_event("heal", "all nodes up, network calm")
         if not await self._wait_formed(HEAL_DEADLINE_S):
@@ -496,7 +577,7 @@ class Sim:
             if not await self._call_ok(writer, b"DEL", key.encode(), b"W", b"ALL"):
                 return
         await trio.sleep(PURGE_GRACE_S + 1)
-        names = sorted(self.nodes)
+        names = sorted(self.members)
         sweepers = rng.sample(names, rng.randint(1, len(names)))
         for name in sweepers:
             node = self.nodes[name].node
@@ -521,12 +602,12 @@ class Sim:
         for ``steady_s``: data converged at the heal does not mean links are back (a reset at
         the heal breaks links a moment later), and the purge phase writes at W=ALL (seed
         5036)."""
-        names = set(self.nodes)
+        names = set(self.members)
         now = trio.current_time()
         deadline, since = now + limit_s, now
         while trio.current_time() < deadline:
-            if not all(n.node is not None and set(n.node.cluster.up_nodes()) >= names
-                       for n in self.nodes.values()):
+            if not all(self.nodes[m].node is not None
+                       and set(self.nodes[m].node.cluster.up_nodes()) >= names for m in names):
                 since = trio.current_time()
             elif trio.current_time() - since >= steady_s:
                 return

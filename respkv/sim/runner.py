@@ -3,6 +3,7 @@
     respkv-sim --seeds 1000              # seeds 0..999
     respkv-sim --seeds 200 --start 5000  # seeds 5000..5199
     respkv-sim --seed 42 --trace         # replay one seed, printing its whole trace
+    respkv-sim --seeds 200 --membership  # plans that also join, decommission, remove nodes
     respkv-sim --replay plan.json        # replay a (shrunk) plan written by a failing run
 
 Per seed one line: the cluster, the operations by kind and outcome, the faults, the time the
@@ -126,10 +127,13 @@ _OP_LINE = re.compile(r"^\s*[\d.]+ op\s+#(\d+) ")
 def shrink(plan: Plan, fails: Callable[[Plan], bool], budget: int = 40) -> Plan:
     """Drop faults one at a time, keeping each drop under which ``fails`` still holds (greedy;
     at most ``budget`` runs). The workload is kept: dropping operations changes every later
-    random draw and rarely keeps a failure."""
+    random draw and rarely keeps a failure. Joins are kept: later faults may name the node."""
     runs = 0
     i = len(plan.faults) - 1
     while i >= 0 and runs < budget:
+        if plan.faults[i].kind == "join":
+            i -= 1
+            continue
         trial = replace(plan, faults=plan.faults[:i] + plan.faults[i + 1:])
         runs += 1
         if fails(trial):
@@ -171,16 +175,17 @@ def report_failure(r: SimResult, out: Callable[[str], None], *, do_shrink: bool,
 def run_campaign(seeds: Iterable[int], *, out: Callable[[str], None] = print,
                  duration_ms: float = 6000.0, do_shrink: bool = False,
                  plan_dir: str | None = None, verbose: bool = True, shrink_budget: int = 40,
-                 stop_after_failures: int = 0) -> Campaign:
+                 stop_after_failures: int = 0, membership: bool = False) -> Campaign:
     """Run one simulation per seed; print one line per seed (``verbose``) and a report for
     each failing one; ``stop_after_failures`` (> 0) ends the campaign after that many failed
-    seeds. The pytest entry point and ``main`` both use this."""
+    seeds; ``membership``: the plans also join, decommission and remove nodes. The pytest
+    entry point and ``main`` both use this."""
     camp = Campaign()
     plan_dir = plan_dir or tempfile.gettempdir()
     t0 = time.perf_counter()
     for seed in seeds:
         t = time.perf_counter()
-        r = run_plan(make_plan(seed, duration_ms=duration_ms))
+        r = run_plan(make_plan(seed, duration_ms=duration_ms, membership=membership))
         camp.results.append(r)
         if verbose or not r.ok:
             out(seed_line(r, time.perf_counter() - t))
@@ -202,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replay", help="run the plan in this JSON file (from a failing run)")
     ap.add_argument("--duration-ms", type=float, default=6000.0,
                     help="virtual duration of each seed's workload")
+    ap.add_argument("--membership", action="store_true",
+                    help="the plans also join, decommission and remove nodes")
     ap.add_argument("--trace", action="store_true", help="print each seed's whole trace")
     ap.add_argument("--quiet", action="store_true", help="print only failures and the summary")
     ap.add_argument("--no-shrink", action="store_true", help="do not shrink failing plans")
@@ -221,14 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.trace:
         for seed in seeds:
             t = time.perf_counter()
-            r = run_plan(make_plan(seed, duration_ms=args.duration_ms))
+            r = run_plan(make_plan(seed, duration_ms=args.duration_ms,
+                                   membership=args.membership))
             print(seed_line(r, time.perf_counter() - t))
             print("\n".join(r.trace))
             for v in r.violations:
                 print(f"  {v}")
         return 0
     camp = run_campaign(seeds, duration_ms=args.duration_ms, do_shrink=not args.no_shrink,
-                        plan_dir=args.plan_dir, verbose=not args.quiet)
+                        plan_dir=args.plan_dir, verbose=not args.quiet,
+                        membership=args.membership)
     print(camp.summary())
     return 1 if camp.failed else 0
 

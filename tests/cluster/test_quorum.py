@@ -18,8 +18,9 @@ from respkv.cluster.quorum import (
     parse_level,
     plan_read,
     plan_write,
+    with_pending,
 )
-from respkv.cluster.ring import Ring, preference_list
+from respkv.cluster.ring import Ring, natural_replicas, preference_list
 from respkv.cluster.versions import EMPTY, EMPTY_CLOCK, join, sync, update
 
 
@@ -302,3 +303,78 @@ def test_tracker_merge_and_read_repair_match_sync(states, order, copies) -> None
     assert t.merged() == merged
     rr = t.read_repair()
     assert (rr.stale if rr else ()) == tuple(n for n, s in replies.items() if s != merged)
+
+
+# -- writes while a range moves (with_pending) --------------------------------------------------
+
+FOUR = ring_of(*[(f"n{i}", "dc1", "r1") for i in range(4)])  # FIVE without n4: n4 joins
+
+
+def _moving_plan(key: bytes, level: CL | int, old: Ring, new: Ring, up: set[str]):
+    pl = preference_list(old, key, 3, up & set(old.nodes))
+    p = plan_write(pl, level, pl.natural[0], "dc1", sloppy=False)
+    future = natural_replicas(new, key, 3)
+    pending = tuple(n for n in future if n not in p.contacts)
+    return p, pending, with_pending(p, pending, {n: "dc1" for n in pending}, up)
+
+
+def _moving_key(old: Ring, new: Ring) -> bytes:
+    return next(k for k in (b"k%d" % i for i in range(1000))
+                if set(natural_replicas(old, k, 3)) != set(natural_replicas(new, k, 3)))
+
+
+def test_a_pending_replica_is_a_contact_and_raises_the_requirement() -> None:
+    key = _moving_key(FOUR, FIVE)
+    p, pending, moved = _moving_plan(key, CL.QUORUM, FOUR, FIVE, set(FIVE.nodes))
+    assert pending == ("n4",)
+    assert moved.contacts == (*p.contacts, "n4") and moved.required == p.required + 1 == 3
+    assert moved.is_available
+    # no pending replica: the plan itself
+    assert with_pending(p, (), {}, set(FIVE.nodes)) is p
+
+
+def test_a_down_pending_replica_needs_one_more_old_replica_instead() -> None:
+    key = _moving_key(FOUR, FIVE)
+    _, _, moved = _moving_plan(key, CL.QUORUM, FOUR, FIVE, set(FOUR.nodes))
+    assert "n4" not in moved.contacts and moved.required == 3 and moved.is_available
+    _, _, moved = _moving_plan(key, CL.ALL, FOUR, FIVE, set(FOUR.nodes))
+    assert moved.unavailable is not None and moved.unavailable.message() == \
+        "unavailable: needed 4, have 3"
+
+
+def test_per_datacenter_levels_raise_the_pending_replicas_datacenter() -> None:
+    key = _moving_key(FOUR, FIVE)
+    pl = preference_list(FOUR, key, 3, set(FOUR.nodes))
+    p = plan_write(pl, CL.LOCAL_QUORUM, pl.natural[0], "dc1")
+    moved = with_pending(p, ("n4",), {"n4": "dc1"}, set(FIVE.nodes))
+    assert moved.required == 0 and moved.required_per_dc == {"dc1": 3}
+    assert moved.dcs["n4"] == "dc1"
+
+
+@given(st.integers(0, 10_000), st.sampled_from([1, 2, 3]), st.booleans(), st.data())
+def test_acks_meeting_a_moving_plan_are_on_w_replicas_of_the_new_ring(
+        i: int, w: int, leave: bool, data: st.DataObject) -> None:
+    """The property with_pending exists for: whichever contacts acknowledge, once the acks meet
+    the plan, at least W of the key's replicas in the ring after the move hold the write (a
+    join of n4, or n4 leaving)."""
+    old, new = (FIVE, FOUR) if leave else (FOUR, FIVE)
+    key = b"key%d" % i
+    if leave:  # a leaving node is still a natural replica; the gainer is pending
+        pl = preference_list(old, key, 3, set(old.nodes))
+        p = plan_write(pl, w, pl.natural[0], "dc1", sloppy=False)
+    else:
+        p = _moving_plan(key, w, old, new, set(FIVE.nodes))[0]
+    future = natural_replicas(new, key, 3)
+    pending = tuple(n for n in future if n not in p.contacts)
+    moved = with_pending(p, pending, {n: "dc1" for n in pending}, set(FIVE.nodes))
+    assume_ok = moved.is_available
+    if not assume_ok:
+        return
+    t = QuorumTracker(moved)
+    order = data.draw(st.permutations(moved.contacts))
+    for node in order:
+        if t.outcome() is Outcome.SUCCEEDED:
+            break
+        t.ok(node)
+    assert t.outcome() is Outcome.SUCCEEDED
+    assert len(set(t.acked()) & set(future)) >= w
