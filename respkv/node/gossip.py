@@ -102,6 +102,9 @@ class Gossiper:
         self.rounds = 0
         self.exchanges_failed = 0
         self.exchanged_with: set[str] = set()  # peers a full exchange succeeded with
+        # Full exchanges this node started that succeeded: after one, that peer holds every row
+        # of ours at least as new as when it started (decommission waits for one after LEFT).
+        self.exchanges_ok = 0
         # Set by the cluster for a member restarted from saved state: the generation it ran
         # under before, and what to do when a peer says that incarnation was removed.
         self.previous_generation: int | None = None
@@ -287,6 +290,7 @@ class Gossiper:
             log.debug("event=gossip_failed peer=%s error=%r", peer, str(e))
             return False
         self.exchanged_with.add(peer)
+        self.exchanges_ok += 1
         self.first_exchange.set()
         return True
 
