@@ -105,6 +105,18 @@ CACHING_WITHOUT_TRACKING = (
     "OPTOUT mode enabled"
 )
 
+# -- bit commands (respkv/commands/bitmaps.py; redis-server 7.0 bitops.c) ----------------------
+BIT_OFFSET = "ERR bit offset is not an integer or out of range"  # also BITFIELD's offsets
+BIT_VALUE = "ERR bit is not an integer or out of range"
+BITPOS_BIT = "ERR The bit argument must be 1 or 0."
+BITOP_NOT_ONE_SOURCE = "ERR BITOP NOT must be called with a single source key."
+BITFIELD_TYPE = (
+    "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but "
+    "i64 is."
+)
+BITFIELD_OVERFLOW = "ERR Invalid OVERFLOW type specified"
+BITFIELD_RO_GET_ONLY = "ERR BITFIELD_RO only supports the GET subcommand"
+
 # -- cluster mode (respkv/node/coordinator.py, respkv/commands/cluster_cmds.py) ------------------
 NOREPLICAS_WRITE = (
     "NOREPLICAS Not enough replicas: needed %d, answered %d "
