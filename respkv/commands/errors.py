@@ -105,6 +105,33 @@ CACHING_WITHOUT_TRACKING = (
     "OPTOUT mode enabled"
 )
 
+# -- MONITOR WAIT ROLE MEMORY LATENCY ACL (respkv/commands/server.py; redis-server 7.0
+# replication.c, networking.c, object.c, latency.c, acl.c) ---------------------------------------
+MONITOR_DENY_BLOCKING = "ERR MONITOR isn't allowed for DENY BLOCKING client"
+MONITOR_NO_NODE = "ERR MONITOR is not available here: no node delivers its output"
+REPLICA_KEYSPACE = "ERR Replica can't interact with the keyspace"
+UNBLOCKED = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+WAIT_CLUSTER_REASON = (
+    "every write already waits for W replicas to acknowledge it (set W per connection with "
+    "CONSISTENCY W <level>, or per command with a trailing W <level>)"
+)  # with CLUSTER_UNSUPPORTED
+NO_LATENCY_SAMPLES = "ERR No samples available for event '%s'"
+ACL_UNKNOWN_CATEGORY = "ERR Unknown category '%s'"
+ACL_USER_NOT_FOUND = "ERR User '%s' not found"
+ACL_COMMAND_NOT_FOUND = "ERR Command '%s' not found"
+ACL_DEFAULT_UNDELETABLE = "ERR The 'default' user cannot be removed"
+ACL_GENPASS_BITS = (
+    "ERR ACL GENPASS argument must be the number of bits for the output password, a positive "
+    "number up to 4096"
+)
+ACL_NO_FILE = (
+    "ERR This Redis instance is not configured to use an ACL file. You may want to specify "
+    "users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a "
+    "Redis configuration file set) in order to store users in the Redis configuration."
+)
+ACL_ONE_USER_REASON = "respkv has one user, 'default', whose password is requirepass"
+ACL_LOG_REASON = "denied commands and failed authentications are not recorded"
+
 # -- bit commands (respkv/commands/bitmaps.py; redis-server 7.0 bitops.c) ----------------------
 BIT_OFFSET = "ERR bit offset is not an integer or out of range"  # also BITFIELD's offsets
 BIT_VALUE = "ERR bit is not an integer or out of range"
@@ -133,3 +160,28 @@ INVALID_LEVEL = "ERR %s"  # the text of respkv.cluster.quorum.InvalidLevelError
 # RESPKV (respkv/commands/admin_cmds.py, docs/admin.md)
 ADMIN_UNAVAILABLE = "ERR RESPKV %s is not available on this node"
 ADMIN_REFUSED = "ERR RESPKV %s: %s"
+
+# -- COPY MOVE OBJECT LCS (respkv/commands/keys.py, strings.py) ----------------------------------
+SAME_OBJECT = "ERR source and destination objects are the same"
+LFU_NOT_SELECTED = (
+    "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note "
+    "that when switching between policies at runtime LRU and LFU data will take some time to "
+    "adjust."
+)
+IDLETIME_NOT_TRACKED = (
+    "ERR OBJECT IDLETIME is not supported by respkv: access times are not tracked"
+)
+LCS_LEN_AND_IDX = "ERR If you want both the length and indexes, please just use IDX."
+LCS_STRING_TOO_LONG = "ERR String too long for LCS"
+LCS_TOO_MUCH_MEMORY = (
+    "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len"
+)
+
+# -- DUMP RESTORE (respkv/commands/dump.py, docs/formats/dump.md) -------------------------------
+DUMP_PAYLOAD = "ERR DUMP payload version or checksum are wrong"
+BAD_DATA_FORMAT = "ERR Bad data format"
+BUSYKEY = "BUSYKEY Target key name already exists."
+INVALID_TTL = "ERR Invalid TTL value, must be >= 0"
+INVALID_IDLETIME = "ERR Invalid IDLETIME value, must be >= 0"
+INVALID_FREQ = "ERR Invalid FREQ value, must be >= 0 and <= 255"
+DUMP_UNSUPPORTED_TYPE = "ERR DUMP payload holds a %s value: respkv stores strings only"
