@@ -1,7 +1,8 @@
-"""Keyspace commands (redis-server 7.0 db.c and expire.c semantics, replies and errors).
+"""Keyspace commands (redis-server 7.0 db.c, expire.c and object.c semantics, replies and errors).
 
-DEL UNLINK EXISTS TOUCH TYPE RENAME RENAMENX KEYS SCAN RANDOMKEY DBSIZE FLUSHDB FLUSHALL, and
-the expiry family EXPIRE PEXPIRE EXPIREAT PEXPIREAT EXPIRETIME PEXPIRETIME TTL PTTL PERSIST.
+DEL UNLINK EXISTS TOUCH TYPE RENAME RENAMENX KEYS SCAN RANDOMKEY DBSIZE FLUSHDB FLUSHALL COPY
+MOVE OBJECT, and the expiry family EXPIRE PEXPIRE EXPIREAT PEXPIREAT EXPIRETIME PEXPIRETIME TTL
+PTTL PERSIST.
 
 Expiry times are absolute unix milliseconds in the record (0: none). A TTL is rewritten by writing
 the record again with the same value; the keyspace keeps its TTL index (for the active expiry
@@ -13,6 +14,7 @@ pure and shared with any other command that takes a Redis pattern.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from functools import lru_cache
 from typing import Any
@@ -20,8 +22,11 @@ from typing import Any
 from respkv.commands import errors as E
 from respkv.commands.core import INT64_MAX, TABLE, Client, parse_int
 from respkv.commands.errors import CommandError
-from respkv.commands.keyspace import key_successor
-from respkv.protocol.resp import OK, SimpleString
+from respkv.commands.keyspace import Keyspace, key_successor
+from respkv.commands.keyspace import touch as keyspace_touch
+from respkv.commands.server import KEY_SPEC_FLAGS, Container, help_reply
+from respkv.protocol.resp import OK, SimpleString, string2ll
+from respkv.storage.api import Record
 
 cmd = TABLE.command
 
@@ -464,3 +469,212 @@ def flushall(client: Client, args: list[bytes]) -> Any:
     for db in client.server.dbs:
         db.flush()
     return OK
+
+
+# -- COPY MOVE ------------------------------------------------------------------------------------
+#
+# Both reach another database (server.dbs[n]) and MOVE writes two at once, so both need the
+# node's own Keyspaces: in cluster mode the coordinator refuses them before they run
+# (MULTI_KEY_ATOMIC), and ``_local_keyspace`` refuses a view defensively.
+
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _keyword(arg: bytes) -> bytes:
+    """An option as redis-server's strcasecmp sees it: up to the first NUL, any case."""
+    return arg.split(b"\0", 1)[0].lower()
+
+
+def _db_index(client: Client, arg: bytes) -> int:
+    """getIntFromObjectOrReply, then selectDb's range check (its error)."""
+    n = parse_int(arg)
+    if n < _INT_MIN or n > _INT_MAX:
+        raise CommandError(E.INT_RANGE % (_INT_MIN, _INT_MAX))
+    if n < 0 or n >= len(client.server.dbs):
+        raise CommandError(E.DB_INDEX)
+    return n
+
+
+def _local_keyspace(client: Client, name: str) -> Keyspace:
+    db = client.db
+    if not isinstance(db, Keyspace):  # a cluster view: another database is not reachable
+        raise CommandError(E.CLUSTER_UNSUPPORTED % (name, "keys cannot move between databases "
+                                                    "across replicas"))
+    return db
+
+
+@cmd("copy", -3, "write denyoom", (1, 2, 1), "generic", "Copy a key", since="6.2.0",
+     complexity="O(N) worst case for collections, where N is the number of nested items. O(1) "
+     "for string values.")
+def copy(client: Client, args: list[bytes]) -> Any:
+    """db.c copyCommand: options (DB checked as it is parsed), the same-key check, the source,
+    the destination. The copy keeps the TTL; with REPLACE it overwrites the destination."""
+    src = _local_keyspace(client, "COPY")
+    dbnum = client.dbnum
+    replace = False
+    i, n = 3, len(args)
+    while i < n:
+        opt = _keyword(args[i])
+        if opt == b"replace":
+            replace = True
+        elif opt == b"db" and i + 1 < n:
+            dbnum = _db_index(client, args[i + 1])
+            i += 1
+        else:
+            raise CommandError(E.SYNTAX)
+        i += 1
+    key, newkey = args[1], args[2]
+    if dbnum == client.dbnum and key == newkey:
+        raise CommandError(E.SAME_OBJECT)
+    rec = src.lookup_read(key)
+    if rec is None:
+        return 0
+    dst = client.server.dbs[dbnum]
+    if not replace and dst.get(newkey) is not None:
+        return 0
+    dst.set(newkey, rec.value, rec.expire_at_ms)  # one write: the old destination is replaced
+    return 1
+
+
+@cmd("move", 3, "write fast", (1, 1, 1), "generic", "Move a key to another database")
+def move(client: Client, args: list[bytes]) -> Any:
+    """db.c moveCommand. The key arrives in the target database and leaves this one in one
+    engine batch, so a crash keeps it in exactly one of them."""
+    src = _local_keyspace(client, "MOVE")
+    dbnum = _db_index(client, args[2])
+    if dbnum == client.dbnum:
+        raise CommandError(E.SAME_OBJECT)
+    key = args[1]
+    rec = src.get(key)
+    if rec is None:
+        return 0
+    dst = client.server.dbs[dbnum]
+    if dst.get(key) is not None:
+        return 0
+    if src.watchers:
+        keyspace_touch(src, key)
+    if dst.watchers:
+        keyspace_touch(dst, key)
+    src.engine.write_batch([(dst.prefix + key, Record(rec.value, rec.expire_at_ms)),
+                            (src.prefix + key, None)])
+    if rec.expire_at_ms:
+        dst.note_ttl(key, rec.expire_at_ms)  # the active expiry cycle of the target finds it
+    return 1
+
+
+# -- OBJECT ---------------------------------------------------------------------------------------
+#
+# respkv stores every value as bytes and keeps no per-key object metadata, so what Redis reads
+# from its robj is computed from the value, by the rule redis-server applies when a value is
+# stored by SET/MSET/GETSET/SETNX/SETEX/RESTORE (object.c tryObjectEncoding):
+#
+# * ENCODING: "int" for the canonical decimal of a 64-bit signed integer (at most 20 bytes,
+#   string2l), else "embstr" up to 44 bytes (OBJ_ENCODING_EMBSTR_SIZE_LIMIT), else "raw".
+#   Redis answers otherwise for a value it built without that step: "raw" after APPEND to an
+#   existing key or SETRANGE, "embstr" for an integer INCRBYFLOAT printed, and a COPY keeps the
+#   source's encoding. respkv does not track how a value was made.
+# * REFCOUNT: 2147483647 (OBJ_SHARED_REFCOUNT) for an integer in [0, 10000), which redis-server
+#   stores as one of its shared integers (maxmemory is always 0 in respkv, so they are always
+#   used), else 1. Same caveat: Redis's copies, APPEND and SETRANGE results are never shared.
+# * FREQ: redis-server's error when no LFU maxmemory policy is set, which is always the case.
+# * IDLETIME: an error (E.IDLETIME_NOT_TRACKED). respkv keeps no access time; redis-server
+#   itself refuses IDLETIME when it does not track it (an LFU policy), rather than answer a
+#   number, and a made-up 0 would tell every idle-key scan that every key is hot.
+# A missing key answers nil first, for every subcommand, as in Redis.
+#
+# The container's key positions are (2, -1, 1) where Redis reports (0, 0, 0): the cluster
+# coordinator routes by the top-level spec, and so quorum-reads OBJECT's key (OBJECT HELP has
+# none); the subcommands report Redis's (2, 2, 1).
+
+OBJECT_SHARED_INTEGERS = 10000
+OBJECT_SHARED_REFCOUNT = (1 << 31) - 1
+OBJECT_EMBSTR_SIZE_LIMIT = 44
+
+OBJECT = Container("object", -2, "generic", "A container for object introspection commands",
+                   "2.2.3")
+OBJECT.spec = dataclasses.replace(OBJECT.spec, first_key=2, last_key=-1, step=1)
+TABLE.register(OBJECT.spec)
+
+
+def _object_sub(name: str, arity: int, flags: str, summary: str, since: str,
+                tips: str = "nondeterministic_output", key: bool = True) -> Any:
+    """``OBJECT.sub``; a subcommand on a key gets Redis's key positions and key-spec flags."""
+    register = OBJECT.sub(name, arity, flags, summary, since, tips=tips if key else "")
+
+    def deco(fn: Any) -> Any:
+        register(fn)
+        if key:
+            full = f"object|{name}"
+            OBJECT.subs[name] = dataclasses.replace(OBJECT.subs[name], first_key=2, last_key=2,
+                                                    step=1)
+            KEY_SPEC_FLAGS[full] = ("RO",)
+        return fn
+
+    return deco
+
+
+def object_encoding_of(value: bytes) -> bytes:
+    """OBJECT ENCODING of a string value stored by SET (see the rule above)."""
+    if string2ll(value) is not None:
+        return b"int"
+    return b"embstr" if len(value) <= OBJECT_EMBSTR_SIZE_LIMIT else b"raw"
+
+
+def object_refcount_of(value: bytes) -> int:
+    """OBJECT REFCOUNT of a string value stored by SET (see the rule above)."""
+    n = string2ll(value)
+    if n is not None and 0 <= n < OBJECT_SHARED_INTEGERS:
+        return OBJECT_SHARED_REFCOUNT
+    return 1
+
+
+@_object_sub("encoding", 3, "readonly", "Inspect the internal encoding of a Redis object",
+             "2.2.3")
+def object_encoding(client: Client, args: list[bytes]) -> Any:
+    rec = client.db.lookup_read(args[2])
+    return None if rec is None else object_encoding_of(rec.value)
+
+
+@_object_sub("refcount", 3, "readonly", "Get the number of references to the value of the key",
+             "2.2.3")
+def object_refcount(client: Client, args: list[bytes]) -> Any:
+    rec = client.db.lookup_read(args[2])
+    return None if rec is None else object_refcount_of(rec.value)
+
+
+@_object_sub("freq", 3, "readonly",
+             "Get the logarithmic access frequency counter of a Redis object", "4.0.0")
+def object_freq(client: Client, args: list[bytes]) -> Any:
+    if client.db.lookup_read(args[2]) is None:
+        return None
+    raise CommandError(E.LFU_NOT_SELECTED)
+
+
+@_object_sub("idletime", 3, "readonly", "Get the time since a Redis object was last accessed",
+             "2.2.3")
+def object_idletime(client: Client, args: list[bytes]) -> Any:
+    if client.db.lookup_read(args[2]) is None:
+        return None
+    raise CommandError(E.IDLETIME_NOT_TRACKED)
+
+
+_OBJECT_HELP = (
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+)
+
+
+@_object_sub("help", 2, "loading stale", "Show helpful text about the different subcommands",
+             "6.2.0", key=False)
+def object_help(client: Client, args: list[bytes]) -> Any:
+    return help_reply("OBJECT", _OBJECT_HELP)
