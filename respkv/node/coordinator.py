@@ -44,7 +44,7 @@ import trio
 from respkv.cluster import versions as V
 from respkv.cluster import wire
 from respkv.cluster.hashing import token_of
-from respkv.cluster.membership import Membership, NodeStatus, new_node_state, ring_of
+from respkv.cluster.membership import Membership, NodeState, NodeStatus, new_node_state, ring_of
 from respkv.cluster.pbs import PbsEstimator, PbsLevel, pbs_info, standard_levels
 from respkv.cluster.quorum import (
     ConsistencyLevel,
@@ -114,6 +114,29 @@ MULTI_KEY_ATOMIC = {
 }
 BLIND_WRITES = frozenset({"mset", "setex", "psetex"})
 _SET_READING_OPTIONS = frozenset({b"NX", b"XX", b"GET", b"KEEPTTL"})
+
+
+def _row_dict(r: NodeState) -> dict[str, Any]:
+    return {"node_id": r.node_id, "generation": r.generation, "version": r.version,
+            "status": r.status.value, "dc": r.dc, "rack": r.rack, "weight": r.weight,
+            "vnodes": r.vnodes, "address": r.address}
+
+
+def _saved_peers(saved: dict[str, Any], own_id: str) -> list[NodeState]:
+    """The peer rows of a ``cluster_state`` (``_row_dict``'s); rows that do not parse are
+    skipped with a warning (gossip brings them back), never fatal."""
+    out = []
+    for d in saved.get("peers") or ():
+        try:
+            row = NodeState(str(d["node_id"]), int(d["generation"]), int(d["version"]),
+                            NodeStatus(d["status"]), str(d["dc"]), str(d["rack"]),
+                            float(d["weight"]), int(d["vnodes"]), str(d["address"]))
+        except (KeyError, TypeError, ValueError) as e:
+            log.warning("event=cluster_state_peer_skipped row=%r error=%r", d, str(e))
+            continue
+        if row.node_id != own_id and row.status is not NodeStatus.LEFT and row.vnodes > 0:
+            out.append(row)
+    return out
 
 
 class PeerCallError(Exception):
@@ -551,6 +574,14 @@ class Cluster:
         self._up_deadline = 0
         self._links_version = 0  # bumped when a link connects or breaks
         self._up_links_version = -1
+        # A restarted member starts from the rows it last knew (Cassandra's system.peers):
+        # without them its ring would be itself alone until its first gossip exchange, and it
+        # would coordinate meanwhile as a one-node cluster (N capped at 1; found by the
+        # simulation with membership changes). Newer gossip replaces them row by row.
+        peers = _saved_peers(saved, s.node_id) if saved is not None else []
+        if peers:
+            self.gossip.membership = Membership([own, *peers])
+            self._derive_rings(self.gossip.membership)
         self.topology = Topology(self)
         self._rtt_count = 0  # replica replies; one in RTT_SAMPLE_MASK + 1 feeds the PBS windows
         self.pbs = PbsEstimator(node.rng, clock_ms=lambda: node.perf_ns() / 1e6)  # staleness estimates (respkv/cluster/pbs.py)
@@ -617,12 +648,13 @@ class Cluster:
     def _linked(self) -> list[str]:
         return [nid for nid, link in self.links.items() if link.connected]
 
-    def _derive_rings(self, m: Membership) -> None:
+    def _derive_rings(self, m: Membership) -> bool:
+        """Recompute ``ring`` and ``pending_ring`` from ``m``; True if their shape changed."""
         # Heartbeats change rows every round; the rings only depend on these fields.
         shape = tuple(sorted((r.node_id, r.status.value, r.dc, r.rack, r.weight, r.vnodes)
                              for r in m.rows()))
         if shape == self._ring_shape:
-            return
+            return False
         self._ring_shape = shape
         ring = ring_of(m)
         future = Ring.build(
@@ -634,6 +666,7 @@ class Cluster:
         self.ring = ring
         self._plan_cache.clear()
         self.pending_ring = None if future == ring else future
+        return True
 
     def _retire_links(self, node_id: str, address: str) -> None:
         """The member ``node_id`` left (or its row was dropped): stop dialing it, once the
@@ -658,7 +691,7 @@ class Cluster:
         log.info("event=peer_link_retired node=%s address=%s", node_id, link.address)
 
     def _on_membership(self, old: Membership, new: Membership) -> None:
-        self._derive_rings(new)
+        shape_changed = self._derive_rings(new)
         for row in old.rows():
             if row.node_id != self.node_id and row.status is not NodeStatus.LEFT and (
                     row.node_id not in new or new[row.node_id].status is NodeStatus.LEFT):
@@ -676,7 +709,7 @@ class Cluster:
                 if port.isdigit():
                     self._add_link(host, int(port))
         own_old, own_new = old.get(self.node_id), new[self.node_id]
-        if own_old is None or own_old.status is not own_new.status:
+        if own_old is None or own_old.status is not own_new.status or shape_changed:
             self._persist_own()
         for listener in self.ring_listeners:
             listener(old, new)
@@ -688,9 +721,13 @@ class Cluster:
         try:
             # alive_ms: when this member was last known up (refreshed every ALIVE_INTERVAL_MS),
             # for the gc_grace_seconds check at its next start.
+            # peers: the other members' rows as this node knows them (not LEFT ones), loaded
+            # at the next start (_saved_peers).
+            peers = [_row_dict(r) for r in self.gossip.membership.rows()
+                     if r.node_id != self.node_id and r.status is not NodeStatus.LEFT]
             save_state(self.state_dir, {"node_id": self.node_id, "generation": own.generation,
                                         "status": own.status.value,
-                                        "alive_ms": self.node.clock_ms()})
+                                        "alive_ms": self.node.clock_ms(), "peers": peers})
         except OSError as e:
             log.error("event=cluster_state_write_failed error=%r", str(e))
 
@@ -750,6 +787,10 @@ class Cluster:
                     await nursery.start(d.run)
                 for host, port in self.settings.seeds:
                     self._add_link(host, port)
+                for row in self.gossip.membership.rows():  # the saved peers of a restart
+                    host, _, port = row.address.rpartition(":")
+                    if row.node_id != self.node_id and port.isdigit():
+                        self._add_link(host, int(port))
                 log.info("event=cluster_ready node=%s dc=%s peer_port=%d seeds=%d", self.node_id,
                          self.dc, self.peer_port, len(self.settings.seeds))
                 # Announce the peer address in our row, then settle this node's status.

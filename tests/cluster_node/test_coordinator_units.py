@@ -445,3 +445,41 @@ async def test_a_running_member_records_when_it_was_last_up(tmp_path) -> None:  
         state = json.loads((tmp_path / "d" / "cluster_state").read_text())
         assert state["alive_ms"] == now[0] and state["node_id"] == "solo"
         n.request_shutdown()
+
+
+def test_a_restarted_member_starts_with_the_ring_it_last_knew(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """cluster_state keeps the other members' rows: a restarted member's ring is the whole
+    ring from the start (its peers down until heard), never itself alone -- which made it
+    coordinate as a one-node cluster until its first gossip exchange. LEFT rows and rows that
+    do not parse are not loaded."""
+    import json
+
+    from respkv.config import Config
+    from respkv.node.server import Node
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    data = tmp_path / "d"
+    data.mkdir()
+
+    def row(node_id: str, status: str = "normal") -> dict[str, object]:
+        return {"node_id": node_id, "generation": 7, "version": 12, "status": status,
+                "dc": "dc1", "rack": "rack1", "weight": 1.0, "vnodes": 16,
+                "address": f"127.0.0.1:{17000 + len(node_id)}"}
+
+    (data / "cluster_state").write_text(json.dumps(
+        {"node_id": "n1", "generation": 5, "status": "normal", "alive_ms": 1_800_000_000_000,
+         "peers": [row("n2"), row("n3"), row("gone", "left"), {"node_id": "junk"}]}))
+    cfg = Config(engine="lsm", port=0, node_id="n1", cluster_secret_file=str(secret),
+                 dir=str(data))
+    n = Node(cfg, engine=MemoryEngine(), clock_ms=lambda: 1_800_000_000_000)
+    c = n.cluster
+    assert c is not None
+    assert sorted(c.ring.nodes) == ["n1", "n2", "n3"] and c.effective_n() == 3
+    assert c.up_nodes() == {"n1"}
+    assert "gone" not in c.gossip.membership and "junk" not in c.gossip.membership
+    # and what it saves is what it loads: the peers' rows, as it knows them
+    c._persist_own()
+    saved = json.loads((data / "cluster_state").read_text())
+    assert sorted(p["node_id"] for p in saved["peers"]) == ["n2", "n3"]
+    assert saved["peers"][0] == row("n2")
