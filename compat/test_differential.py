@@ -709,7 +709,8 @@ def test_long_args_of_unknown_command(both) -> None:
 
 RESP3_SUBSET = ["GET", "SET", "SETNX", "GETDEL", "GETEX", "MGET", "MSET", "INCR", "INCRBY",
                 "INCRBYFLOAT", "APPEND", "STRLEN", "GETRANGE", "DEL", "EXISTS", "TYPE", "TTL",
-                "PERSIST", "RENAME", "DBSIZE", "PING", "ECHO", "SELECT", "CONFIG GET"]
+                "PERSIST", "RENAME", "DBSIZE", "PING", "ECHO", "SELECT", "CONFIG GET",
+                "COPY", "MOVE", "LCS"]
 
 
 def test_resp3_raw_bytes(both) -> None:
