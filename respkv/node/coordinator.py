@@ -923,6 +923,8 @@ class Cluster:
         rep = self.replica
         try:
             if type(req) is wire.ReplicaRead:
+                if self.topology.refilling and self.topology.is_refilling(req.key):
+                    return False, b"range not ready: refilling it after a removenode"
                 return True, rep.read_raw(req.db, req.key)
             if type(req) is wire.ReplicaWrite:
                 rep.apply_raw(req.db, req.key, req.sibling_set)
@@ -1132,8 +1134,13 @@ class Cluster:
             k = _KeyOp(key, QuorumTracker(p))
             op.add(k)
             remote = [node for node in p.contacts if node != self.node_id]
-            if p.local_replica is not None:
-                k.tracker.ok(self.node_id, self.replica.read(db, key))
+            local = p.local_replica is not None
+            if local:
+                if self.topology.refilling and self.topology.is_refilling(key):
+                    k.tracker.error(self.node_id, "refilling")  # ask another replica instead
+                    local = False
+                else:
+                    k.tracker.ok(self.node_id, self.replica.read(db, key))
             if p.required_per_dc or (chance and self.node.rng.random() < chance):
                 # per-datacenter levels, or a probabilistic read repair (read_repair_chance):
                 # ask every replica; those that lag are repaired once all have answered
@@ -1141,7 +1148,7 @@ class Cluster:
                 if not p.required_per_dc:
                     self.rr_stats["read_repair_chance_reads"] += 1
             else:
-                ask = max(0, p.required - (1 if p.local_replica is not None else 0))
+                ask = max(0, p.required - (1 if local else 0))
             k.spares = remote[ask:][::-1]  # popped from the end: preference order
             for node in remote[:ask]:
                 self._read_from(op, k, node, db)
@@ -1454,6 +1461,7 @@ class Cluster:
         for k, val in self.bootstrap_figures.items():
             out[f"bootstrap_{k}"] = val
         out.update(self.topology.refill_figures)
+        out["refilling_ranges"] = len(self.topology.refilling)
         out.update(self.stream_service.stats)
         return out
 

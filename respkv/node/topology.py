@@ -25,7 +25,7 @@ from typing import Any
 
 import trio
 
-from respkv.cluster.hashing import TOKEN_SPACE
+from respkv.cluster.hashing import TOKEN_SPACE, TokenRange, token_of
 from respkv.cluster.membership import NodeStatus, remove_member, ring_of
 from respkv.cluster.quorum import format_level
 from respkv.cluster.ring import Ring, Transfer, owned_ranges
@@ -100,13 +100,24 @@ class Topology:
         self.purge_op = Operation("purge", clock)
         self.join_op = Operation("join", clock)
         self.removenode_op = Operation("removenode", clock)
-        # Rings to refill from (removed members): (old ring, new ring, removed node), in order.
-        self._refills: list[tuple[Ring, Ring, str]] = []
+        # Refills queued by removals, in order: (removed node, the transfers still to pull).
+        self._refills: list[tuple[str, list[Transfer]]] = []
+        # Ranges this node gained by a removal and has not refilled yet, once per transfer
+        # still to pull: its copy of them is not read from (it answers replica reads "not
+        # ready" and coordinates reads from the others), or a read at R=1 would find nothing
+        # where a W=3 write was acknowledged (found by the membership simulation, seed 2099).
+        # Writes still land here.
+        self.refilling: list[TokenRange] = []
         self._refill_wake = trio.Event()
         self.refill_figures: dict[str, int] = {"refills": 0, "refill_transfers": 0,
                                                "refill_keys": 0, "refill_failed": 0}
         self.refill_running = False  # run_refills is pulling a queued removal's ranges
         self._announcing_removal = False  # removed_while_down: our own LEFT is on purpose
+
+    def is_refilling(self, key: bytes) -> bool:
+        """``key`` is in a range this node is refilling (see ``refilling``)."""
+        token = token_of(key)
+        return any(r.contains(token) for r in self.refilling)
 
     @property
     def ring_delay_s(self) -> float:
@@ -264,8 +275,10 @@ class Topology:
             log.warning("event=removenode node=%s by=%s", node_id, c.node_id)
             op.progress(0, 1)
             # Our own refill was queued by the membership change; wait until it (and any
-            # before it) ran, then let the change spread before reporting done.
-            while self._refills or self.refill_running:  # noqa: ASYNC110 (queue state)
+            # before it) was tried once -- transfers whose source is down are tried again
+            # later (INFO refilling_ranges) -- then let the change spread before reporting.
+            tried = self.refill_figures["refills"] + len(self._refills)
+            while self.refill_figures["refills"] < tried:  # noqa: ASYNC110 (queue state)
                 await trio.sleep(0.05)
             await trio.sleep(self.ring_delay_s)
             op.progress(1, 1)
@@ -296,7 +309,14 @@ class Topology:
             old_ring, new_ring = ring_of(old), ring_of(new)
             if old_ring == new_ring:
                 continue
-            self._refills.append((old_ring, new_ring, row.node_id))
+            # Every range this node gains, pulled from each other old replica (a merge: repeats
+            # are harmless), not from one: a write that reached only one of them (W=1, or W=2
+            # with the removed node one of the two) is not left to anti-entropy.
+            plan = [Transfer(t.range, src, t.to_node, (src,))
+                    for t in plan_fetches(old_ring, new_ring, c.node_id, c.settings)
+                    for src in t.sources if src not in (row.node_id, c.node_id)]
+            self._refills.append((row.node_id, plan))
+            self.refilling.extend(t.range for t in plan)
             self._refill_wake.set()
             if c.handoff is not None:
                 dropped = c.handoff.drop_target(row.node_id)
@@ -334,32 +354,37 @@ class Topology:
                 self._refill_wake = trio.Event()
                 await self._refill_wake.wait()
                 continue
-            old_ring, new_ring, gone = self._refills[0]
+            gone, plan = self._refills[0]
             self.refill_running = True
+            failed: list[Transfer] = []
+            f = self.refill_figures
             try:
-                # Every range this node gains, pulled from each other old replica in turn (a
-                # merge: repeats are harmless), not from one: a write that reached only one of
-                # them (W=1, or W=2 with the removed node one of the two) is not left to
-                # anti-entropy.
-                plan = [Transfer(t.range, src, t.to_node, (src,))
-                        for t in plan_fetches(old_ring, new_ring, c.node_id, c.settings)
-                        for src in t.sources if src not in (gone, c.node_id)]
                 log.info("event=refill_start removed=%s transfers=%d", gone, len(plan))
-                fig = await c.fetch_ranges(plan) if plan else {"transfers": 0, "keys": 0,
-                                                               "failed": 0}
-                f = self.refill_figures
+                keys = 0
+                for t in plan:
+                    try:
+                        fig = await c.fetch_ranges([t])
+                    except Exception:  # logged; tried again below
+                        log.exception("event=refill_transfer_failed removed=%s", gone)
+                        fig = {"failed": 1}
+                    f["refill_transfers"] += fig.get("transfers", 0)
+                    keys += fig.get("keys", 0)
+                    if fig.get("failed", 0):
+                        failed.append(t)
+                    else:
+                        self.refilling.remove(t.range)
                 f["refills"] += 1
-                f["refill_transfers"] += fig.get("transfers", 0)
-                f["refill_keys"] += fig.get("keys", 0)
-                f["refill_failed"] += fig.get("failed", 0)
+                f["refill_keys"] += keys
+                f["refill_failed"] += len(failed)
                 log.info("event=refill_done removed=%s transfers=%d keys=%d failed=%d", gone,
-                         fig.get("transfers", 0), fig.get("keys", 0), fig.get("failed", 0))
-            except Exception:  # logged; anti-entropy repairs what a refill missed
-                log.exception("event=refill_failed removed=%s", gone)
-                self.refill_figures["refill_failed"] += 1
+                         len(plan) - len(failed), keys, len(failed))
             finally:
                 self._refills.pop(0)
+                if failed:  # its source was down: again later (the ranges stay not ready)
+                    self._refills.append((gone, failed))
                 self.refill_running = False
+            if failed:
+                await trio.sleep(self.ring_delay_s)
 
     def join(self, seed: str) -> dict[str, Any]:
         c = self.cluster
