@@ -323,8 +323,10 @@ async def fetch_ranges(cluster: Any, plan: Sequence[Transfer],
             break
         else:
             fig["failed"] += 1
-            log.error("event=range_fetch_gave_up range=%s sources=%s", _fmt(t.range),
-                      ",".join(t.sources))
+            # A warning: the caller reports the failed count (a bootstrap leaves the range to
+            # anti-entropy; a refill tries it again, so an error each time would flood the log).
+            log.warning("event=range_fetch_gave_up range=%s sources=%s", _fmt(t.range),
+                        ",".join(t.sources))
         if progress is not None:
             progress(done, total)
     await cluster.node._durable(seq_before)
@@ -349,8 +351,9 @@ async def bootstrap(cluster: Any, progress: Progress | None = None) -> dict[str,
     bootstrap``): only ranges whose replica set changes move."""
     plan = plan_fetches(cluster.ring, future_ring(cluster), cluster.node_id, cluster.settings)
     fig = await fetch_ranges(cluster, plan, progress)
-    log.info("event=bootstrap_streamed transfers=%d keys=%d bytes=%d failed=%d",
-             fig["transfers"], fig["keys"], fig["bytes"], fig["failed"])
+    log.log(logging.WARNING if fig["failed"] else logging.INFO,
+            "event=bootstrap_streamed transfers=%d keys=%d bytes=%d failed=%d",
+            fig["transfers"], fig["keys"], fig["bytes"], fig["failed"])
     return fig
 
 

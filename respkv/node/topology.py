@@ -376,8 +376,9 @@ class Topology:
                 f["refills"] += 1
                 f["refill_keys"] += keys
                 f["refill_failed"] += len(failed)
-                log.info("event=refill_done removed=%s transfers=%d keys=%d failed=%d", gone,
-                         len(plan) - len(failed), keys, len(failed))
+                log.log(logging.WARNING if failed else logging.INFO,
+                        "event=refill_done removed=%s transfers=%d keys=%d failed=%d", gone,
+                        len(plan) - len(failed), keys, len(failed))
             finally:
                 self._refills.pop(0)
                 if failed:  # its source was down: again later (the ranges stay not ready)
