@@ -263,6 +263,60 @@ LCS_OPTS = options(opt("LEN"), opt("IDX"), opt("WITHMATCHLEN"), st.tuples(opt("M
                    st.sampled_from([b"MINMATCHLEN", b"FOO"]), max_size=3)
 
 
+# SETBIT GETBIT BITCOUNT BITPOS BITOP BITFIELD BITFIELD_RO (respkv/commands/bitmaps.py). A write
+# never names a far offset (redis-server would really allocate up to 512 MB); reads may.
+BAD_BIT_OFFSETS = [b"-1", b"4294967296", b"9223372036854775807", b"9223372036854775808", b"abc",
+                   b"", b"01", b"+1", b" 1", b"1.0", b"#1", b"-0"]
+BIT_WRITE_OFFSET = st.one_of(st.integers(0, 100).map(lambda i: b"%d" % i),
+                             st.integers(0, 24).map(lambda i: b"%d" % i),
+                             st.sampled_from(BAD_BIT_OFFSETS))
+BIT_READ_OFFSET = st.one_of(BIT_WRITE_OFFSET,
+                            st.sampled_from([b"4294967295", b"4294967294", b"1000000"]))
+BIT_VALUE = st.one_of(st.sampled_from([b"0", b"1"]),
+                      st.sampled_from([b"2", b"-1", b"abc", b"", b"01", b"1.0", b"1\x00"]))
+BIT_INDEX = st.one_of(st.integers(-30, 30).map(lambda i: b"%d" % i), st.integers(-150, 150).map(
+    lambda i: b"%d" % i), INT_ARG)
+BIT_UNIT = st.one_of(opt("BIT"), opt("BYTE"), opt("BIT"), opt("BYTE"),
+                     st.sampled_from([b"FOO", b"", b"bits", b"bit\x00"]))
+BITCOUNT_RANGE = st.one_of(st.just(()), st.tuples(BIT_INDEX, BIT_INDEX),
+                           st.tuples(BIT_INDEX, BIT_INDEX, BIT_UNIT), st.tuples(BIT_INDEX),
+                           st.tuples(BIT_INDEX, BIT_INDEX, BIT_UNIT, BIT_UNIT))
+BITPOS_BIT = st.sampled_from([b"0", b"1", b"0", b"1", b"2", b"-1", b"abc", b"01"])
+BITPOS_RANGE = st.one_of(st.just(()), st.tuples(BIT_INDEX), st.tuples(BIT_INDEX, BIT_INDEX),
+                         st.tuples(BIT_INDEX, BIT_INDEX, BIT_UNIT),
+                         st.tuples(BIT_INDEX, BIT_INDEX, BIT_UNIT, BIT_INDEX))
+BITOP_NAME = st.one_of(opt("AND"), opt("OR"), opt("XOR"), opt("NOT"),
+                       st.sampled_from([b"NAND", b"", b"FOO", b"and\x00x"]))
+BITFIELD_TYPE = st.one_of(
+    st.tuples(st.sampled_from([b"i", b"u"]), st.integers(1, 63)).map(lambda t: t[0] + b"%d" % t[1]),
+    st.sampled_from([b"i64", b"i8", b"u8", b"i1", b"u1", b"u16", b"i32", b"u63"]),
+    st.sampled_from([b"u64", b"i65", b"i0", b"U8", b"", b"x8", b"i08", b"i", b"i8\x00"]),
+)
+# "#n" is n times the width (C int64, wrapping): 2**60 times a multiple of 16 is offset 0.
+BITFIELD_WRITE_OFFSET = st.one_of(
+    st.integers(0, 100).map(lambda i: b"%d" % i), st.integers(0, 12).map(lambda i: b"#%d" % i),
+    st.sampled_from([b"-1", b"#-1", b"##1", b"#", b"abc", b"", b"4294967296", b"#01",
+                     b"#1152921504606846976"]),
+)
+BITFIELD_READ_OFFSET = st.one_of(BITFIELD_WRITE_OFFSET,
+                                 st.sampled_from([b"4294967295", b"#536870911", b"#67108863"]))
+BITFIELD_NUMBER = st.one_of(
+    st.integers(-300, 300).map(lambda i: b"%d" % i), INT_ARG,
+    st.sampled_from([b"127", b"128", b"-128", b"-129", b"255", b"256", b"9223372036854775807",
+                     b"-9223372036854775808", b"4611686018427387904"]),
+)
+BITFIELD_GET = st.tuples(opt("GET"), BITFIELD_TYPE, BITFIELD_READ_OFFSET)
+BITFIELD_WRITE = st.tuples(st.one_of(opt("SET"), opt("INCRBY")), BITFIELD_TYPE,
+                           BITFIELD_WRITE_OFFSET, BITFIELD_NUMBER)
+BITFIELD_OVERFLOW = st.tuples(opt("OVERFLOW"), st.one_of(
+    opt("WRAP"), opt("SAT"), opt("FAIL"), st.sampled_from([b"FOO", b"", b"sat\x00x"])))
+BITFIELD_JUNK = st.sampled_from([b"GET", b"SET", b"INCRBY", b"OVERFLOW", b"FOO"])
+BITFIELD_OPS = options(BITFIELD_GET, BITFIELD_WRITE, BITFIELD_WRITE, BITFIELD_OVERFLOW,
+                       BITFIELD_JUNK, max_size=5)
+BITFIELD_RO_OPS = options(BITFIELD_GET, BITFIELD_GET, BITFIELD_OVERFLOW, BITFIELD_WRITE,
+                          max_size=4)
+
+
 # One strategy per command of the issue's list: its valid forms, plus random arguments.
 FORMS: dict[str, st.SearchStrategy[list[Any]]] = {
     "GET": cmd("GET", KEY),
@@ -340,6 +394,13 @@ FORMS: dict[str, st.SearchStrategy[list[Any]]] = {
     "DUMP": cmd("DUMP", KEY),
     "RESTORE": cmd("RESTORE", KEY, RESTORE_TTL, RESTORE_PAYLOAD, RESTORE_OPTS),
     "LCS": cmd("LCS", KEY, KEY, LCS_OPTS),
+    "SETBIT": cmd("SETBIT", KEY, BIT_WRITE_OFFSET, BIT_VALUE),
+    "GETBIT": cmd("GETBIT", KEY, BIT_READ_OFFSET),
+    "BITCOUNT": cmd("BITCOUNT", KEY, BITCOUNT_RANGE),
+    "BITPOS": cmd("BITPOS", KEY, BITPOS_BIT, BITPOS_RANGE),
+    "BITOP": cmd("BITOP", BITOP_NAME, KEY, keys(1, 3)),
+    "BITFIELD": cmd("BITFIELD", KEY, BITFIELD_OPS),
+    "BITFIELD_RO": cmd("BITFIELD_RO", KEY, BITFIELD_RO_OPS),
 }
 
 # Commands that build state for the focus command (kept only if respkv has them).
@@ -710,7 +771,7 @@ def test_long_args_of_unknown_command(both) -> None:
 RESP3_SUBSET = ["GET", "SET", "SETNX", "GETDEL", "GETEX", "MGET", "MSET", "INCR", "INCRBY",
                 "INCRBYFLOAT", "APPEND", "STRLEN", "GETRANGE", "DEL", "EXISTS", "TYPE", "TTL",
                 "PERSIST", "RENAME", "DBSIZE", "PING", "ECHO", "SELECT", "CONFIG GET",
-                "COPY", "MOVE", "LCS"]
+                "COPY", "MOVE", "LCS", "SETBIT", "BITCOUNT", "BITPOS", "BITOP", "BITFIELD"]
 
 
 def test_resp3_raw_bytes(both) -> None:
