@@ -13,6 +13,7 @@ against the bytes present or against the caller's ``max_len`` (proto-max-bulk-le
 from __future__ import annotations
 
 import struct
+import sys
 
 from respkv.protocol.resp import string2ll
 
@@ -80,6 +81,7 @@ def _crc64_tables() -> list[list[int]]:
 
 _T = _crc64_tables()
 _WORDS = struct.Struct("<Q")
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def crc64(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
@@ -91,7 +93,10 @@ def crc64(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     n8 = len(view) & ~7
     t0, t1, t2, t3, t4, t5, t6, t7 = _T
     if n8:
-        for (w,) in _WORDS.iter_unpack(view[:n8]):
+        # little-endian 64-bit words: a native cast where the machine is little-endian (faster)
+        words = (view[:n8].cast("Q") if _LITTLE_ENDIAN
+                 else (w for (w,) in _WORDS.iter_unpack(view[:n8])))
+        for w in words:
             x = crc ^ w
             crc = (t7[x & 0xFF] ^ t6[(x >> 8) & 0xFF] ^ t5[(x >> 16) & 0xFF]
                    ^ t4[(x >> 24) & 0xFF] ^ t3[(x >> 32) & 0xFF] ^ t2[(x >> 40) & 0xFF]
@@ -159,9 +164,8 @@ def encode_length(n: int) -> bytes:
     return bytes((LEN_64BIT,)) + n.to_bytes(8, "big")
 
 
-def encode_string(value: bytes) -> bytes:
-    """An RDB string as redis-server 7.0 writes it, LZF aside: INT8/16/32 for the canonical
-    decimal of an integer in [-2^31, 2^31 - 1], else the plain form (never compressed)."""
+def _int_encoding(value: bytes) -> bytes | None:
+    """INT8/16/32 for the canonical decimal of an integer in [-2^31, 2^31 - 1], else None."""
     if len(value) <= 11:
         n = string2ll(value)
         if n is not None:
@@ -171,7 +175,14 @@ def encode_string(value: bytes) -> bytes:
                 return bytes((0xC0 | ENC_INT16,)) + n.to_bytes(2, "little", signed=True)
             if -(1 << 31) <= n < (1 << 31):
                 return bytes((0xC0 | ENC_INT32,)) + n.to_bytes(4, "little", signed=True)
-    return encode_length(len(value)) + value
+    return None
+
+
+def encode_string(value: bytes) -> bytes:
+    """An RDB string as redis-server 7.0 writes it, LZF aside: an int encoding when one
+    applies, else the plain form (never compressed)."""
+    encoded = _int_encoding(value)
+    return encode_length(len(value)) + value if encoded is None else encoded
 
 
 def with_footer(body: bytes, version: int = RDB_VERSION) -> bytes:
@@ -181,8 +192,18 @@ def with_footer(body: bytes, version: int = RDB_VERSION) -> bytes:
 
 
 def dump_string(value: bytes) -> bytes:
-    """The DUMP payload of a string value."""
-    return with_footer(bytes((TYPE_STRING,)) + encode_string(value))
+    """The DUMP payload of a string value: built with one copy of ``value`` (the CRC runs over
+    the pieces in turn), however large it is."""
+    encoded = _int_encoding(value)
+    parts = [bytes((TYPE_STRING,)) + (encode_length(len(value)) if encoded is None else encoded)]
+    if encoded is None:
+        parts.append(value)
+    parts.append(RDB_VERSION.to_bytes(2, "little"))
+    crc = 0
+    for part in parts:
+        crc = crc64(part, crc)
+    parts.append(crc.to_bytes(8, "little"))
+    return b"".join(parts)
 
 
 # -- reading ------------------------------------------------------------------------------------

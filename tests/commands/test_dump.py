@@ -122,6 +122,13 @@ def test_crc64_slicing_by_8_equals_bytewise(data: bytes, seed: int) -> None:
     assert rdb.crc64(data[cut:], rdb.crc64(data[:cut])) == rdb.crc64(data)
 
 
+def test_crc64_without_the_native_little_endian_cast(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    data = bytes(range(256)) * 5 + b"tail"
+    expected = crc64_reference(data)
+    monkeypatch.setattr(rdb, "_LITTLE_ENDIAN", False)
+    assert rdb.crc64(data) == expected
+
+
 # -- LZF -----------------------------------------------------------------------------------------
 
 @settings(max_examples=500)
