@@ -9,12 +9,15 @@ Contracts:
   (BITFIELD: plus the up to 8 bytes its last field reaches past the offset, as in Redis).
 * Work is proportional to the part of the string a command touches: a write copies the string
   once (values are immutable bytes), reads never copy it. Counting and searching run in C
-  (``int.bit_count`` over bounded chunks, a compiled byte-class regex from ``pos`` to
-  ``endpos``), never a Python loop per bit or byte.
+  (``int.bit_count`` over bounded chunks; BITPOS skips runs of 0x00 or 0xff with
+  ``bytes.startswith``, a memcmp, then a byte-class regex finds the byte), never a Python loop
+  per bit or byte.
 * A write that changes nothing (SETBIT of the bit already there, BITFIELD writes of the values
-  already there) writes nothing, so WATCH and the cluster see no write, as in Redis. SETBIT and
-  BITFIELD keep the key's TTL (Redis edits the string in place); BITOP's destination loses it
-  (Redis's setKey).
+  already there) writes nothing, so WATCH and the cluster see no write, as in Redis. One
+  difference: a BITFIELD whose writes all fail (OVERFLOW FAIL) but which creates or grows the
+  string stores it, which touches WATCH; Redis grows it in place without signalling the key.
+  SETBIT and BITFIELD keep the key's TTL (Redis edits the string in place); BITOP's destination
+  loses it (Redis's setKey).
 * Keywords (BITOP's operation, BIT/BYTE, BITFIELD's subcommands and overflow types) are compared
   as C strings, as Redis's strcasecmp does: case-insensitively and only up to a NUL byte.
 """
