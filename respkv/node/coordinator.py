@@ -788,9 +788,9 @@ class Cluster:
                 for host, port in self.settings.seeds:
                     self._add_link(host, port)
                 for row in self.gossip.membership.rows():  # the saved peers of a restart
-                    host, _, port = row.address.rpartition(":")
-                    if row.node_id != self.node_id and port.isdigit():
-                        self._add_link(host, int(port))
+                    peer_host, _, peer_port = row.address.rpartition(":")
+                    if row.node_id != self.node_id and peer_port.isdigit():
+                        self._add_link(peer_host, int(peer_port))
                 log.info("event=cluster_ready node=%s dc=%s peer_port=%d seeds=%d", self.node_id,
                          self.dc, self.peer_port, len(self.settings.seeds))
                 # Announce the peer address in our row, then settle this node's status.

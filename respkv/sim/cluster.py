@@ -504,7 +504,8 @@ class Sim:
 
     def _removed_everywhere(self, gone: str) -> bool:
         for name in self.members:
-            c = self.nodes[name].node.cluster if self.nodes[name].node is not None else None
+            node = self.nodes[name].node
+            c = node.cluster if node is not None else None
             if c is None or gone in c.ring.nodes:
                 return False
         return True
@@ -606,8 +607,9 @@ class Sim:
         now = trio.current_time()
         deadline, since = now + limit_s, now
         while trio.current_time() < deadline:
-            if not all(self.nodes[m].node is not None
-                       and set(self.nodes[m].node.cluster.up_nodes()) >= names for m in names):
+            nodes = [self.nodes[m].node for m in names]
+            if not all(n is not None and n.cluster is not None
+                       and set(n.cluster.up_nodes()) >= names for n in nodes):
                 since = trio.current_time()
             elif trio.current_time() - since >= steady_s:
                 return
