@@ -38,8 +38,9 @@ def _s(b: bytes) -> str:
     return b.decode("utf-8", "replace")
 
 
-# The order redis-server writes CLIENT LIST flags in (those respkv can show).
-FLAG_ORDER = "xdeT"
+# The order redis-server writes CLIENT LIST flags in (those respkv can show): O a monitor,
+# b blocked in WAIT (both set by the node).
+FLAG_ORDER = "OxbdeT"
 
 
 def set_flag(client: Client, letter: str, on: bool) -> None:
@@ -288,8 +289,11 @@ def client_unblock(client: Client, args: list[bytes]) -> Any:
         raise CommandError(E.SUBCOMMAND_SYNTAX % (_s(args[1]), "CLIENT"))
     if len(args) == 4 and args[3].upper() not in (b"TIMEOUT", b"ERROR"):
         raise CommandError(E.UNBLOCK_REASON)
-    parse_int(args[2])
-    return 0  # respkv has no blocking commands: no client is ever blocked
+    target = client.server.clients.get(parse_int(args[2]))
+    unblock = getattr(client.server, "unblock_client", None)  # set by the node (WAIT)
+    if target is None or unblock is None:
+        return 0
+    return 1 if unblock(target, len(args) == 4 and args[3].upper() == b"ERROR") else 0
 
 
 @CLIENT.sub("tracking", -3, _FLAGS,

@@ -16,6 +16,12 @@ cmd = TABLE.command
 REDIS_VERSION = "7.0.15"
 """The redis-server version whose behaviour respkv matches (clients gate features on it)."""
 
+REDACTED = b"(redacted)"
+"""What AUTH and HELLO AUTH leave in place of a username or password in their ``args``, as
+redis-server's redactClientCommandArgument: MONITOR and SLOWLOG, which read ``args`` after the
+command ran, never show a password. Redacted before the check, so a wrong password is hidden
+too; AUTH with too many arguments is refused before it redacts anything (as redis-server)."""
+
 
 @cmd("ping", -1, "fast", group="connection", summary="Ping the server")
 def ping(client: Client, args: list[bytes]) -> Any:
@@ -51,11 +57,12 @@ def auth(client: Client, args: list[bytes]) -> Any:
     if len(args) > 3:
         raise CommandError(E.SYNTAX)
     if len(args) == 2:
-        if not client.server.config.requirepass:
-            raise CommandError(E.AUTH_NOT_CONFIGURED)
         user, password = b"default", args[1]
     else:
         user, password = args[1], args[2]
+    args[1:] = [REDACTED] * (len(args) - 1)
+    if len(args) == 2 and not client.server.config.requirepass:
+        raise CommandError(E.AUTH_NOT_CONFIGURED)
     if not check_password(client, user, password):
         raise CommandError(E.WRONGPASS)
     client.authenticated = True
@@ -101,7 +108,9 @@ def hello(client: Client, args: list[bytes]) -> Any:
         opt = args[i].upper()
         left = len(args) - i - 1
         if opt == b"AUTH" and left >= 2:
-            if not check_password(client, args[i + 1], args[i + 2]):
+            user, password = args[i + 1], args[i + 2]
+            args[i + 1] = args[i + 2] = REDACTED
+            if not check_password(client, user, password):
                 raise CommandError(E.WRONGPASS)
             client.authenticated = True
             i += 3
@@ -138,5 +147,8 @@ def reset(client: Client, args: list[bytes]) -> Any:
     client.name = b""
     client.read_level = client.write_level = None
     client.authenticated = not client.server.config.requirepass
+    stop_monitor = getattr(client.server, "stop_monitor", None)  # set by the node (MONITOR)
+    if stop_monitor is not None:
+        stop_monitor(client)
     return SimpleString("RESET")
 

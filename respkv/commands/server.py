@@ -28,13 +28,24 @@ has not saved since it started.
 
 from __future__ import annotations
 
+import hashlib
+import re
+import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from respkv import __version__ as RESPKV_VERSION
 from respkv.commands import errors as E
 from respkv.commands.connection import REDIS_VERSION
-from respkv.commands.core import TABLE, Client, CommandSpec, Handler, ServerState, parse_int
+from respkv.commands.core import (
+    NOT_QUEUED,
+    TABLE,
+    Client,
+    CommandSpec,
+    Handler,
+    ServerState,
+    parse_int,
+)
 from respkv.commands.errors import CommandError
 from respkv.config import SETTINGS_BY_REDIS_NAME, ConfigError, Setting, coerce, parse_memory
 from respkv.protocol.resp import NO_REPLY, OK, Raw, SimpleString, Verbatim, encode
@@ -294,11 +305,16 @@ def _is_container(spec: CommandSpec) -> bool:
     return spec.subcommands is not None
 
 
+NO_GROUP_CATEGORY = frozenset({"wait"})
+"""Commands whose group gives them no ACL category in redis-server (WAIT is documented in the
+generic group but is @slow @connection only)."""
+
+
 def acl_categories(spec: CommandSpec) -> list[str]:
     """Categories as redis-server's setImplicitACLCategories adds them, plus explicit ones."""
     flags = spec.flags
     cats = set(c.lstrip("@") for c in COMMAND_ACL.get(spec.name, ()))
-    if not _is_container(spec):
+    if not _is_container(spec) and spec.name not in NO_GROUP_CATEGORY:
         g = _GROUP_CATEGORY.get(spec.group)
         if g is not None:
             cats.add(g)
@@ -666,7 +682,7 @@ def _clients_section(server: ServerState) -> dict[str, Any]:
         "maxclients": server.config.maxclients,
         "client_recent_max_input_buffer": max((c.qbuf for c in clients), default=0),
         "client_recent_max_output_buffer": max((c.obuf for c in clients), default=0),
-        "blocked_clients": 0,
+        "blocked_clients": sum(1 for c in clients if "b" in c.flags),  # in WAIT
         "tracking_clients": 0,
         "clients_in_timeout_table": 0,
     }
@@ -1204,3 +1220,635 @@ _SLOWLOG_HELP = (
              "6.2.0")
 def slowlog_help(client: Client, args: list[bytes]) -> Any:
     return help_reply("SLOWLOG", _SLOWLOG_HELP)
+
+
+# -- MONITOR -------------------------------------------------------------------------------------
+#
+# Sans I/O, as everything here: MONITOR asks the node to feed this connection
+# (``server.start_monitor(client)``, set by respkv/node/server.py), and the node asks the
+# functions below which commands a monitor is shown and how (redis-server 7.0: call() feeds a
+# command once it ran, with the database the client has then; replicationFeedMonitors formats
+# it; commands refused before running, queued in a transaction, or flagged admin are not shown).
+
+_ARG_QUOTED = tuple(
+    {0x5C: b"\\\\", 0x22: b'\\"', 0x0A: b"\\n", 0x0D: b"\\r", 0x09: b"\\t", 0x07: b"\\a",
+     0x08: b"\\b"}.get(c, bytes((c,)) if 0x20 <= c <= 0x7E else b"\\x%02x" % c)
+    for c in range(256)
+)
+_NEEDS_QUOTING = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+
+
+def quote_arg(arg: bytes) -> bytes:
+    """``arg`` as redis-server's sdscatrepr writes it: in double quotes, ``\\`` and ``"``
+    escaped, \\n \\r \\t \\a \\b by name, other bytes outside 0x20..0x7e as \\xhh."""
+    if _NEEDS_QUOTING.search(arg) is None:
+        return b'"' + arg + b'"'
+    return b'"' + b"".join([_ARG_QUOTED[c] for c in arg]) + b'"'
+
+
+def monitor_line(time_us: int, db: int, peer: str, args: list[bytes]) -> bytes:
+    """One line of MONITOR output: ``+1339518083.107412 [0 127.0.0.1:60866] "keys" "*"``."""
+    return b"+%d.%06d [%d %s] %s\r\n" % (
+        time_us // 1_000_000, time_us % 1_000_000, db, peer.encode("utf-8", "replace"),
+        b" ".join([quote_arg(a) for a in args]),
+    )
+
+
+def called_spec(spec: CommandSpec, args: list[bytes]) -> CommandSpec | None:
+    """The command or subcommand ``args`` runs, or None when redis-server refuses them before
+    running anything (wrong arity, unknown subcommand: processCommand's checks)."""
+    if not spec.arity_ok(len(args)):
+        return None
+    subs = spec.subcommands
+    if subs is None or len(args) == 1:
+        return spec
+    sub = subs.get(args[1].lower().decode("utf-8", "replace"))
+    if sub is None or not sub.arity_ok(len(args)):
+        return None
+    return sub
+
+
+def hidden_from_monitors(spec: CommandSpec) -> bool:
+    """Administrative commands are not shown ("too dangerous to be shown": CONFIG, CLIENT
+    LIST, SLOWLOG, ACL LIST, LATENCY LATEST, MONITOR itself...), nor skip_monitor ones."""
+    flags = spec.flags
+    return "admin" in flags or "skip_monitor" in flags
+
+
+def shown_to_monitors(spec: CommandSpec | None, client: Client, args: list[bytes]) -> bool:
+    """Whether redis-server 7.0 feeds this command to its monitors, asked right after it ran for
+    ``client``: it was run (known, right arity, authenticated, not queued in -- nor refused
+    while queuing for -- a transaction) and is not hidden. EXEC feeds the commands it ran
+    itself (``hidden_from_monitors`` for each), before EXEC."""
+    if spec is None:
+        return False
+    called = called_spec(spec, args)
+    if called is None:
+        return False
+    if not client.authenticated and "noauth" not in spec.flags:
+        return False
+    if client.multi is not None and spec.name not in NOT_QUEUED:
+        return False
+    return not hidden_from_monitors(called)
+
+
+def touches_keyspace(spec: CommandSpec, args: list[bytes]) -> bool:
+    """A command a monitor connection may not run (redis-server treats a monitor as a replica:
+    "Replica can't interact with the keyspace"): one that reads or writes keys."""
+    called = called_spec(spec, args) or spec
+    flags = called.flags
+    return "readonly" in flags or "write" in flags or "may_replicate" in flags
+
+
+@command("monitor", 1, "admin noscript loading stale",
+         summary="Listen for all requests received by the server in real time")
+def monitor(client: Client, args: list[bytes]) -> Any:
+    """From now on the connection is sent every command the server runs (the node feeds it,
+    see respkv/node/server.py); a second MONITOR on it gets no reply at all, as redis-server."""
+    if client.executing >= 0:  # run by EXEC: its client expects one reply per command
+        raise CommandError(E.MONITOR_DENY_BLOCKING)
+    start = getattr(client.server, "start_monitor", None)
+    if start is None:
+        raise CommandError(E.MONITOR_NO_NODE)
+    return OK if start(client) else NO_REPLY
+
+
+# -- ROLE, WAIT ----------------------------------------------------------------------------------
+
+
+@command("role", 1, "noscript loading stale fast",
+         summary="Return the role of the instance in the context of replication", since="2.8.12",
+         acl="@admin @dangerous")
+def role(client: Client, args: list[bytes]) -> Any:
+    """A master with no replicas and replication offset 0: what a standalone redis-server says.
+    In cluster mode too: every node accepts writes (a master in Redis's words) and no node
+    replicates another's whole dataset, so there is no replica to list (each key's copies live
+    on the N nodes of its preference list: RESPKV RING shows them)."""
+    return [b"master", 0, []]
+
+
+def _as_int32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+@command("wait", 3, "noscript", group="generic",
+         summary="Wait for the synchronous replication of all the write commands sent in the "
+         "context of the current connection", since="3.0.0",
+         tips="request_policy:all_shards response_policy:agg_min", acl="@connection")
+def wait(client: Client, args: list[bytes]) -> Any:
+    """WAIT numreplicas timeout on a node without replicas: 0 at once when no replica is asked
+    for (redis-server keeps a blocked client's count as a C int: 2^31, 2^32... count as 0 or
+    negative, and such a WAIT is answered at once too) or
+    when run by EXEC (a transaction never blocks); otherwise the connection waits ``timeout``
+    ms (0: until CLIENT UNBLOCK or a disconnect) and gets 0. The waiting is the node's:
+    ``server.block_client(client, timeout_ms)`` returns the marker it awaits after this batch's
+    earlier replies went out; without a node there is nobody to wait, and the answer is 0.
+
+    Cluster mode: every write already waited for its W acknowledgements before it was
+    answered, so WAIT has nothing to add; it answers an error saying how to ask for more."""
+    server = client.server
+    if getattr(server, "cluster", None) is not None:
+        raise CommandError(E.CLUSTER_UNSUPPORTED % ("WAIT", E.WAIT_CLUSTER_REASON))
+    numreplicas = parse_int(args[1])
+    timeout = parse_int(args[2], E.PAUSE_TIMEOUT)  # getTimeoutFromObjectOrReply's texts
+    if timeout < 0:
+        raise CommandError(E.PAUSE_TIMEOUT_NEGATIVE)
+    if numreplicas <= 0 or _as_int32(numreplicas) <= 0 or client.executing >= 0:
+        return 0
+    block = getattr(server, "block_client", None)
+    if block is None:
+        return 0
+    return block(client, timeout)
+
+
+# -- MEMORY --------------------------------------------------------------------------------------
+
+MEMORY_USAGE_ENTRY_OVERHEAD = 280
+"""Bytes MEMORY USAGE adds to a key's own bytes: the Python memory one stored entry costs beyond
+its key, value and meta bytes (dict slot, record tuple, object headers), the figure respkv's
+storage measured with tracemalloc and sizes its memtables with (respkv/storage/lsm.py
+ENTRY_OVERHEAD; a test keeps the two equal)."""
+
+MEMORY_DOCTOR_EMPTY = (
+    "Hi Sam, this instance is empty or is using very little memory, my issues detector can't be "
+    "used in these conditions. Please, leave for your mission on Earth and fill it with some "
+    "data. The new Sam and I will be back to our programming as soon as I finished rebooting.\n"
+)
+MEMORY_DOCTOR_FINE = (
+    "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs "
+    "on this base.\n"
+)
+MEMORY_DOCTOR_ISSUES = "Sam, I detected a few issues in this Redis instance memory implants:\n\n"
+MEMORY_DOCTOR_PEAK = (
+    " * Peak memory: In the past this instance used more than 150% the memory that is currently "
+    "using. The allocator is normally not able to release memory after a peak, so you can expect "
+    "to see a big fragmentation ratio, however this is actually harmless and is only due to the "
+    "memory peak, and if the Redis instance Resident Set Size (RSS) is currently bigger than "
+    "expected, the memory will be used as soon as you fill the Redis instance with more data. If "
+    "the memory peak was only occasional and you want to try to reclaim memory, please try the "
+    "MEMORY PURGE command, otherwise the only other option is to shutdown and restart the "
+    "instance.\n\n"
+)
+MEMORY_DOCTOR_CLIENT_BUFFERS = (
+    " * Big client buffers: The clients output buffers in this instance are greater than 200K per "
+    "client (on average). This may result from different causes, like Pub/Sub clients subscribed "
+    "to channels bot not receiving data fast enough, so that data piles on the Redis instance "
+    "output buffer, or clients sending commands with large replies or very large sequences of "
+    "commands in the same pipeline. Please use the CLIENT LIST command in order to investigate "
+    "the issue if it causes problems in your instance, or to understand better why certain "
+    "clients are using a big amount of memory.\n\n"
+)
+MEMORY_DOCTOR_END = "I'm here to keep you safe, Sam. I want to help you.\n"
+MALLOC_STATS = "Stats not supported for the current allocator"
+"""redis-server's MEMORY MALLOC-STATS without jemalloc; respkv runs on CPython's allocator."""
+
+MEMORY = Container("memory", -2, "server", "A container for memory diagnostics commands", "4.0.0")
+_MEMORY_TIPS = "nondeterministic_output request_policy:all_shards response_policy:special"
+
+
+def memory_usage(key_bytes: int, stored_bytes: int) -> int:
+    """MEMORY USAGE's estimate of one entry: the stored key (with respkv's prefix), the stored
+    value and meta, and the per-entry overhead of the storage (MEMORY_USAGE_ENTRY_OVERHEAD)."""
+    return key_bytes + stored_bytes + MEMORY_USAGE_ENTRY_OVERHEAD
+
+
+def _memory_usage_of(client: Client, key: bytes) -> int | None:
+    cluster = getattr(client.server, "cluster", None)
+    if cluster is not None:
+        # This node's own copy of the key (nil when it holds none, or only a deletion).
+        from respkv.cluster.hashing import token_of, token_prefix
+        from respkv.cluster.versions import decode_sibling_set, live_value
+
+        raw = cluster.replica.read_raw(client.dbnum, key)
+        if not raw or live_value(decode_sibling_set(raw), client.server.clock_ms()) is None:
+            return None
+        return memory_usage(len(token_prefix(token_of(key))) + 2 + len(key), len(raw))
+    db = client.db
+    # As redis-server's dictFind: the stored entry, expired or not, untouched.
+    rec = db.engine.get(db.prefix + key)
+    if rec is None:
+        return None
+    return memory_usage(len(db.prefix) + len(key), len(rec.value) + len(rec.meta))
+
+
+def memory_usage_cmd(client: Client, args: list[bytes]) -> Any:
+    """MEMORY USAGE key [SAMPLES count]: see ``memory_usage``; SAMPLES is checked as
+    redis-server checks it and otherwise unused (a value is one string: nothing to sample)."""
+    i = 3
+    while i < len(args):
+        if args[i].lower() == b"samples" and i + 1 < len(args):
+            if parse_int(args[i + 1]) < 0:
+                raise CommandError(E.SYNTAX)
+            i += 2
+        else:
+            raise CommandError(E.SYNTAX)
+    return _memory_usage_of(client, args[2])
+
+
+_note("memory|usage", "", "")
+MEMORY.subs["usage"] = CommandSpec(
+    "memory|usage", -3, ("readonly",), 2, 2, 1, handler=memory_usage_cmd, group="server",
+    summary="Estimate the memory usage of a key", since="4.0.0",
+    complexity="O(N) where N is the number of samples.",
+)
+KEY_SPEC_FLAGS["memory|usage"] = ("RO",)
+
+
+@MEMORY.sub("malloc-stats", 2, "", "Show allocator internal stats", "4.0.0",
+            "Depends on how much memory is allocated, could be slow", tips=_MEMORY_TIPS)
+def memory_malloc_stats(client: Client, args: list[bytes]) -> Any:
+    return MALLOC_STATS.encode()
+
+
+def _f32(x: float) -> float:
+    """``x`` through a C float, as redis-server computes its percentages."""
+    return float(struct.unpack("f", struct.pack("f", x))[0])
+
+
+def memory_overview(server: ServerState) -> dict[str, int | float]:
+    """The figures MEMORY STATS reports (a subset of redis-server's, those respkv can compute).
+
+    Memory is the process's resident set (respkv counts no allocations; ``used_memory`` in INFO
+    is the RSS too), ``startup.allocated`` the RSS when the node started, ``clients.normal``
+    the client buffers respkv holds (query buffers, pending replies, pending MONITOR output);
+    there is no replication backlog, replica, Lua or function cache. ``keys.count`` is INFO
+    keyspace's count (exact up to KEYSPACE_SCAN_LIMIT keys)."""
+    provider = server.info_providers.get("memory")
+    mem = provider() if provider is not None else {}
+    used = int(mem.get("used_memory", 0))
+    peak = max(int(mem.get("used_memory_peak", used)), used)
+    startup = int(getattr(server, "memory_startup_bytes", 0))
+    clients = sum(c.qbuf + c.obuf for c in list(server.clients.values()))
+    overhead = startup + clients
+    keys = sum(n for n, _, _, _ in _keyspace_counts(server).values())
+    net = used - startup if used > startup else 1
+    dataset = max(0, used - overhead)
+    return {
+        "peak.allocated": peak,
+        "total.allocated": used,
+        "startup.allocated": startup,
+        "replication.backlog": 0,
+        "clients.slaves": 0,
+        "clients.normal": clients,
+        "lua.caches": 0,
+        "functions.caches": 0,
+        "overhead.total": overhead,
+        "keys.count": keys,
+        "keys.bytes-per-key": net // keys if keys else 0,
+        "dataset.bytes": dataset,
+        "dataset.percentage": _f32(dataset * 100 / net),
+        "peak.percentage": _f32(used * 100 / peak) if peak else 0.0,
+    }
+
+
+@MEMORY.sub("stats", 2, "", "Show memory usage details", "4.0.0", tips=_MEMORY_TIPS)
+def memory_stats(client: Client, args: list[bytes]) -> Any:
+    return {k.encode(): v for k, v in memory_overview(client.server).items()}
+
+
+@MEMORY.sub("purge", 2, "", "Ask the allocator to release memory", "4.0.0",
+            "Depends on how much memory is allocated, could be slow",
+            tips="request_policy:all_shards response_policy:all_succeeded")
+def memory_purge(client: Client, args: list[bytes]) -> Any:
+    return OK  # as redis-server without jemalloc: CPython returns free arenas by itself
+
+
+_MEMORY_HELP = (
+    "DOCTOR",
+    "    Return memory problems reports.",
+    "MALLOC-STATS",
+    "    Return internal statistics report from the memory allocator.",
+    "PURGE",
+    "    Attempt to purge dirty pages for reclamation by the allocator.",
+    "STATS",
+    "    Return information about the memory usage of the server.",
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value. Nested values are",
+    "    sampled up to <count> times (default: 5, 0 means sample all).",
+)
+
+
+@MEMORY.sub("help", 2, "loading stale", "Show helpful text about the different subcommands",
+            "4.0.0")
+def memory_help(client: Client, args: list[bytes]) -> Any:
+    return help_reply("MEMORY", _MEMORY_HELP)
+
+
+def memory_doctor_report(server: ServerState) -> str:
+    """redis-server's getMemoryDoctorReport, with the checks that mean something in respkv:
+    almost no memory in use, a peak above 150% of the current use, client buffers above 200 KB
+    per client (on average). Fragmentation, allocator and script checks have no counterpart."""
+    m = memory_overview(server)
+    used = int(m["total.allocated"])
+    if used < 5 * 1024 * 1024:
+        return MEMORY_DOCTOR_EMPTY
+    big_peak = m["peak.allocated"] / used > 1.5
+    nclients = len(server.clients)
+    big_buffers = nclients > 0 and m["clients.normal"] // nclients > 200 * 1024
+    if not (big_peak or big_buffers):
+        return MEMORY_DOCTOR_FINE
+    return (MEMORY_DOCTOR_ISSUES + (MEMORY_DOCTOR_PEAK if big_peak else "")
+            + (MEMORY_DOCTOR_CLIENT_BUFFERS if big_buffers else "") + MEMORY_DOCTOR_END)
+
+
+@MEMORY.sub("doctor", 2, "", "Outputs memory problems report", "4.0.0", tips=_MEMORY_TIPS)
+def memory_doctor(client: Client, args: list[bytes]) -> Any:
+    return Verbatim(memory_doctor_report(client.server))
+
+
+# -- LATENCY -------------------------------------------------------------------------------------
+#
+# respkv has no latency monitor (redis-server's latency-monitor-threshold, off by default there
+# too): no latency event is ever recorded, so LATEST, HISTORY and RESET answer as redis-server
+# with the monitor off and GRAPH has no samples. HISTOGRAM is real: the node keeps a latency
+# histogram per command (INFO latencystats, /metrics) and ``server.command_latency()`` hands
+# them over as {command: (calls, [(bucket upper bound in us, cumulative count), ...])}.
+
+LATENCY_DOCTOR = (
+    "I'm sorry, Dave, I can't do that. Latency monitoring is not implemented in respkv: no "
+    "latency events are recorded, so LATENCY LATEST, HISTORY and GRAPH have no samples. The "
+    "latency distribution of every command is in LATENCY HISTOGRAM and INFO latencystats.\n"
+)
+
+LATENCY = Container("latency", -2, "server", "A container for latency diagnostics commands",
+                    "2.8.13")
+_LAT_FLAGS = "admin noscript loading stale"
+_LAT_TIPS = "nondeterministic_output request_policy:all_nodes response_policy:special"
+
+
+@LATENCY.sub("reset", -2, _LAT_FLAGS, "Reset latency data for one or more events.", "2.8.13",
+             tips="request_policy:all_nodes response_policy:all_succeeded")
+def latency_reset(client: Client, args: list[bytes]) -> Any:
+    return 0  # events reset: there are none
+
+
+@LATENCY.sub("history", 3, _LAT_FLAGS, "Return timestamp-latency samples for the event.",
+             "2.8.13", tips=_LAT_TIPS)
+def latency_history(client: Client, args: list[bytes]) -> Any:
+    return []
+
+
+@LATENCY.sub("latest", 2, _LAT_FLAGS, "Return the latest latency samples for all events.",
+             "2.8.13", tips=_LAT_TIPS)
+def latency_latest(client: Client, args: list[bytes]) -> Any:
+    return []
+
+
+@LATENCY.sub("graph", 3, _LAT_FLAGS, "Return a latency graph for the event.", "2.8.13",
+             tips=_LAT_TIPS)
+def latency_graph(client: Client, args: list[bytes]) -> Any:
+    raise CommandError(E.NO_LATENCY_SAMPLES % E.arg_text(args[2], None))
+
+
+_LATENCY_HELP = (
+    "DOCTOR",
+    "    Return a human readable latency analysis report.",
+    "GRAPH <event>",
+    "    Return an ASCII latency graph for the <event> class.",
+    "HISTORY <event>",
+    "    Return time-latency samples for the <event> class.",
+    "LATEST",
+    "    Return the latest latency samples for all events.",
+    "RESET [<event> ...]",
+    "    Reset latency data of one or more <event> classes.",
+    "    (default: reset all data for all event classes)",
+    "HISTOGRAM [COMMAND ...]",
+    "    Return a cumulative distribution of latencies in the format of a histogram for the "
+    "specified command names.",
+    "    If no commands are specified then all histograms are replied.",
+)
+
+
+@LATENCY.sub("help", 2, "loading stale", "Show helpful text about the different subcommands.",
+             "2.8.13")
+def latency_help(client: Client, args: list[bytes]) -> Any:
+    return help_reply("LATENCY", _LATENCY_HELP)
+
+
+@LATENCY.sub("doctor", 2, _LAT_FLAGS, "Return a human readable latency analysis report.",
+             "2.8.13", tips=_LAT_TIPS)
+def latency_doctor(client: Client, args: list[bytes]) -> Any:
+    return Verbatim(LATENCY_DOCTOR)
+
+
+def _latency_entry(calls: int, buckets: list[tuple[int, int]]) -> dict[bytes, Any]:
+    return {b"calls": calls, b"histogram_usec": dict(buckets)}
+
+
+@LATENCY.sub("histogram", -2, _LAT_FLAGS, "Return the cumulative distribution of latencies of a "
+             "subset of commands or all.", "7.0.0",
+             "O(N) where N is the number of commands with latency information being retrieved.",
+             tips=_LAT_TIPS)
+def latency_histogram(client: Client, args: list[bytes]) -> Any:
+    """{command: {calls, histogram_usec: {bucket upper bound (us): calls at or below it}}}, for
+    the commands that ran since the last CONFIG RESETSTAT, as redis-server 7.0 (its buckets are
+    powers of two; respkv's are the node's latency buckets, 1-1.2-1.5-2-...-9 per decade, and
+    only buckets where the cumulative count grows are listed, as redis-server does). A command's
+    subcommands are timed under the command's name (CONFIG, not CONFIG|GET). Named commands
+    that do not exist or never ran are left out."""
+    source = getattr(client.server, "command_latency", None)
+    known: dict[str, tuple[int, list[tuple[int, int]]]] = source() if source is not None else {}
+    out: dict[bytes, Any] = {}
+    if len(args) == 2:
+        for name, (calls, buckets) in known.items():
+            out[name.encode()] = _latency_entry(calls, buckets)
+        return out
+    for raw in args[2:]:
+        spec = lookup_full_name(raw, client.server.table)
+        if spec is None:
+            continue
+        for s in (spec, *(spec.subcommands or {}).values()):
+            entry = known.get(s.name)
+            if entry is not None:
+                out[s.name.encode()] = _latency_entry(*entry)
+    return out
+
+
+# -- ACL -----------------------------------------------------------------------------------------
+#
+# respkv has one user, "default", allowed everything, with requirepass as its password (none:
+# nopass). What can be answered about that user is answered as redis-server answers it; what
+# would create, change or record users (SETUSER, LOG) is an error saying so.
+
+ACL = Container("acl", -2, "server", "A container for Access List Control commands ", "6.0.0")
+_ACL_FLAGS = "noscript loading stale"
+_ACL_ADMIN = "admin noscript loading stale"
+DEFAULT_USER = "default"
+
+
+def _acl_subcommand_syntax(args: list[bytes]) -> CommandError:
+    return CommandError(E.SUBCOMMAND_SYNTAX % (E.arg_text(args[1]), E.arg_text(args[0]).upper()))
+
+
+def _password_hash(server: ServerState) -> str | None:
+    password = server.config.requirepass
+    return hashlib.sha256(password.encode()).hexdigest() if password else None
+
+
+@ACL.sub("genpass", -2, _ACL_FLAGS, "Generate a pseudorandom secure password to use for ACL users",
+         "6.0.0")
+def acl_genpass(client: Client, args: list[bytes]) -> Any:
+    """``bits`` (default 256) random bits as hex, from the node's secure random source
+    (``server.nonce``, os.urandom)."""
+    if len(args) > 3:
+        raise _acl_subcommand_syntax(args)
+    bits = parse_int(args[2]) if len(args) == 3 else 256
+    if bits <= 0 or bits > 4096:
+        raise CommandError(E.ACL_GENPASS_BITS)
+    nonce = getattr(client.server, "nonce", None)
+    if nonce is None:
+        raise CommandError(E.MULTI_UNSUPPORTED % ("ACL GENPASS", "no secure random source here"))
+    chars = (bits + 3) // 4
+    return bytes(nonce((chars + 1) // 2)).hex()[:chars].encode()
+
+
+@ACL.sub("getuser", 3, _ACL_ADMIN, "Get the rules for a specific ACL user", "6.0.0",
+         "O(N). Where N is the number of password, command and pattern rules that the user has.")
+def acl_getuser(client: Client, args: list[bytes]) -> Any:
+    if args[2] != DEFAULT_USER.encode():
+        return None
+    digest = _password_hash(client.server)
+    flags = SetReply([b"on"] if digest else [b"on", b"nopass"])
+    return encode_tree({
+        b"flags": flags,
+        b"passwords": [digest.encode()] if digest else [],
+        b"commands": b"+@all",
+        b"keys": b"~*",
+        b"channels": b"&*",
+        b"selectors": [],
+    }, client.resp3)
+
+
+@ACL.sub("log", -2, _ACL_ADMIN, "List latest events denied because of ACLs in place", "6.0.0",
+         "O(N) with N being the number of entries shown.")
+def acl_log(client: Client, args: list[bytes]) -> Any:
+    if len(args) > 3:
+        raise _acl_subcommand_syntax(args)
+    if len(args) == 3:
+        if args[2].lower() == b"reset":
+            return OK  # nothing recorded, nothing to forget
+        parse_int(args[2])
+    raise CommandError(E.MULTI_UNSUPPORTED % ("ACL LOG", E.ACL_LOG_REASON))
+
+
+_ACL_HELP = (
+    "CAT [<category>]",
+    "    List all commands that belong to <category>, or all command categories",
+    "    when no category is specified.",
+    "DELUSER <username> [<username> ...]",
+    "    Delete a list of users.",
+    "DRYRUN <username> <command> [<arg> ...]",
+    "    Returns whether the user can execute the given command without executing the command.",
+    "GETUSER <username>",
+    "    Get the user's details.",
+    "GENPASS [<bits>]",
+    "    Generate a secure 256-bit user password. The optional `bits` argument can",
+    "    be used to specify a different size.",
+    "LIST",
+    "    Show users details in config file format.",
+    "LOAD",
+    "    Reload users from the ACL file.",
+    "LOG [<count> | RESET]",
+    "    Show the ACL log entries.",
+    "SAVE",
+    "    Save the current config to the ACL file.",
+    "SETUSER <username> <attribute> [<attribute> ...]",
+    "    Create or modify a user with the specified attributes.",
+    "USERS",
+    "    List all the registered usernames.",
+    "WHOAMI",
+    "    Return the current connection username.",
+)
+
+
+@ACL.sub("help", 2, "loading stale", "Show helpful text about the different subcommands",
+         "6.0.0")
+def acl_help(client: Client, args: list[bytes]) -> Any:
+    return help_reply("ACL", _ACL_HELP)
+
+
+@ACL.sub("dryrun", -4, _ACL_ADMIN, "Returns whether the user can execute the given command "
+         "without executing the command.", "7.0.0", "O(1).")
+def acl_dryrun(client: Client, args: list[bytes]) -> Any:
+    """The default user may run every command: OK for any command this server has, with the
+    arity redis-server checks; its errors otherwise."""
+    if args[2] != DEFAULT_USER.encode():
+        raise CommandError(E.ACL_USER_NOT_FOUND % E.arg_text(args[2], None))
+    target = args[3:]
+    spec = client.server.table.lookup(target[0])
+    if spec is not None and spec.subcommands and len(target) >= 2:
+        spec = spec.subcommands.get(target[1].lower().decode("utf-8", "replace"))
+    if spec is None:
+        raise CommandError(E.ACL_COMMAND_NOT_FOUND % E.arg_text(target[0], None))
+    if not spec.arity_ok(len(target)):
+        raise CommandError(E.WRONG_ARGS % spec.name)
+    return OK
+
+
+@ACL.sub("setuser", -3, _ACL_ADMIN, "Modify or create the rules for a specific ACL user",
+         "6.0.0", "O(N). Where N is the number of rules provided.")
+def acl_setuser(client: Client, args: list[bytes]) -> Any:
+    raise CommandError(E.MULTI_UNSUPPORTED % ("ACL SETUSER", E.ACL_ONE_USER_REASON))
+
+
+@ACL.sub("whoami", 2, _ACL_FLAGS, "Return the name of the user associated to the current "
+         "connection", "6.0.0")
+def acl_whoami(client: Client, args: list[bytes]) -> Any:
+    return client.user.encode()
+
+
+@ACL.sub("save", 2, _ACL_ADMIN, "Save the current ACL rules in the configured ACL file", "6.0.0",
+         "O(N). Where N is the number of configured users.")
+def acl_save(client: Client, args: list[bytes]) -> Any:
+    raise CommandError(E.ACL_NO_FILE)  # respkv has no ACL file, as this redis-server had none
+
+
+@ACL.sub("list", 2, _ACL_ADMIN, "List the current ACL rules in ACL config file format", "6.0.0",
+         "O(N). Where N is the number of configured users.")
+def acl_list(client: Client, args: list[bytes]) -> Any:
+    digest = _password_hash(client.server)
+    password = "#" + digest if digest else "nopass"
+    return [f"user {DEFAULT_USER} on {password} ~* &* +@all".encode()]
+
+
+@ACL.sub("cat", -2, _ACL_FLAGS, "List the ACL categories or the commands inside a category",
+         "6.0.0", "O(1) since the categories and commands are a fixed set.")
+def acl_cat(client: Client, args: list[bytes]) -> Any:
+    """The 21 categories, or the commands and subcommands of this server in one (by name; the
+    order of redis-server's is its hash table's)."""
+    if len(args) > 3:
+        raise _acl_subcommand_syntax(args)
+    if len(args) == 2:
+        return [c.encode() for c in _CATEGORY_ORDER]
+    cat = args[2].lower().decode("latin-1")
+    if cat not in _CATEGORY_ORDER:
+        raise CommandError(E.ACL_UNKNOWN_CATEGORY % E.arg_text(args[2], None))
+    want = "@" + cat
+    out: list[bytes] = []
+    for spec in all_commands(client.server.table):
+        for s in (spec, *(spec.subcommands or {}).values()):
+            if want in acl_categories(s):
+                out.append(s.name.encode())
+    return out
+
+
+@ACL.sub("users", 2, _ACL_ADMIN, "List the username of all the configured ACL rules", "6.0.0",
+         "O(N). Where N is the number of configured users.")
+def acl_users(client: Client, args: list[bytes]) -> Any:
+    return [DEFAULT_USER.encode()]
+
+
+@ACL.sub("deluser", -3, _ACL_ADMIN, "Remove the specified ACL users and the associated rules",
+         "6.0.0", "O(1) amortized time considering the typical user.")
+def acl_deluser(client: Client, args: list[bytes]) -> Any:
+    """No user but "default" exists, and "default" cannot be removed: 0, or that error."""
+    if any(a == DEFAULT_USER.encode() for a in args[2:]):
+        raise CommandError(E.ACL_DEFAULT_UNDELETABLE)
+    return 0
+
+
+@ACL.sub("load", 2, _ACL_ADMIN, "Reload the ACLs from the configured ACL file", "6.0.0",
+         "O(N). Where N is the number of configured users.")
+def acl_load(client: Client, args: list[bytes]) -> Any:
+    raise CommandError(E.ACL_NO_FILE)
