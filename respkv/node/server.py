@@ -14,12 +14,26 @@ an fsync runs once a second in a worker thread.
 Memory contract: a connection holds at most one read (64 KB) of input beyond one incomplete
 command, and at most ``OUTPUT_FLUSH_BYTES`` of replies beyond one reply: while a client does not
 read its replies the server does not read its requests.
+
+MONITOR: a monitor is sent every command the server runs, as redis-server 7.0 does (which
+commands, when, how redacted: ``respkv.commands.server.shown_to_monitors``). Feeding appends a
+line to each monitor's buffer and never waits; a writer task per monitor sends the buffer. A
+monitor whose pending output exceeds ``client_output_buffer_limit_hard`` (or, when that is 0,
+``MONITOR_OUTPUT_LIMIT``) is disconnected, as redis-server's client-output-buffer-limit does,
+so a monitor that does not read can neither block the server nor grow without bound. While
+nobody monitors and nobody waits, the serve loop pays one test of an empty dict per command
+(``_gate``) for all of this.
+
+WAIT (blocking): the handler asks ``block_client``; the serve loop sends the batch's earlier
+replies, then waits (timeout, CLIENT UNBLOCK, or the peer leaving) while it keeps reading the
+connection, and runs what arrived meanwhile after the WAIT, in order, as redis-server does.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import random
 import signal
@@ -34,9 +48,18 @@ import trio
 
 import respkv.commands  # noqa: F401  (registers every command module)
 from respkv.commands import errors as E
-from respkv.commands.core import Client, ServerState, execute
+from respkv.commands.client import set_flag
+from respkv.commands.core import Client, CommandSpec, ServerState, execute
+from respkv.commands.errors import CommandError
+from respkv.commands.server import (
+    called_spec,
+    hidden_from_monitors,
+    monitor_line,
+    shown_to_monitors,
+    touches_keyspace,
+)
 from respkv.config import LOG_LEVELS, Config
-from respkv.node.info import register_info_providers
+from respkv.node.info import process_rss_bytes, register_info_providers
 from respkv.node.metrics import (
     BUCKET_OF_US,
     FAST_US,
@@ -48,13 +71,57 @@ from respkv.node.network import TCP, Network
 from respkv.node.streams import RawSocketStream
 from respkv.node.systemd import SystemdNotifier
 from respkv.node.tls import open_tls_listener
-from respkv.protocol.resp import ErrorReply, ProtocolError, RequestParser, encode
+from respkv.protocol.resp import OK, ErrorReply, ProtocolError, Raw, RequestParser, encode
 from respkv.storage.api import Engine
 
 log = logging.getLogger("respkv.node")
 
 OUTPUT_FLUSH_BYTES = 64 * 1024
 READ_SIZE = 64 * 1024
+MONITOR_OUTPUT_LIMIT = 32 * 1024 * 1024
+"""Pending MONITOR output past which a monitor is disconnected when
+``client_output_buffer_limit_hard`` is 0 (redis-server's hard limit for pubsub clients; its
+normal-client class, monitors included, has none, but a monitor has no backpressure: the server
+cannot stop feeding it)."""
+
+BLOCKED = Raw(b"")
+"""What ``block_client`` hands a handler to return: an empty reply (the serve loop's encode
+writes nothing) that the loop recognises by identity and replaces with the wait's reply."""
+
+
+class _EnterMonitorMode(Exception):
+    """Raised in the serve loop right after a MONITOR: the connection goes on in monitor mode."""
+
+
+class Monitor:
+    """A connection fed every command (MONITOR). ``buf`` holds its output not yet handed to its
+    writer task (lines, and in monitor mode its own replies, in order); ``inflight`` what the
+    writer is sending. Fed by any task, written by the writer only."""
+
+    __slots__ = ("client", "buf", "inflight", "wake", "progress", "closed")
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.buf = bytearray()
+        self.inflight = 0
+        self.wake = trio.Event()  # set when buf grew (or the monitor must stop)
+        self.progress = trio.Event()  # set when a send completed
+        self.closed = False  # over its output limit, or its peer left: stop writing
+
+    def pending(self) -> int:
+        return len(self.buf) + self.inflight
+
+
+class Block:
+    """A client waiting in WAIT: ``reply`` is what it gets when ``done`` (0 unless CLIENT
+    UNBLOCK ... ERROR said otherwise) or when ``timeout_ms`` (0: none) passed."""
+
+    __slots__ = ("timeout_ms", "reply", "done")
+
+    def __init__(self, timeout_ms: int) -> None:
+        self.timeout_ms = timeout_ms
+        self.reply: Any = 0
+        self.done = trio.Event()
 
 
 def open_engine(config: Config, clock_ms: Callable[[], int]) -> Engine:
@@ -203,6 +270,26 @@ class Node:
         self._shutdown = trio.Event()
         self._bg_progress = trio.Event()
         self.state.kill_client = self._kill_client  # type: ignore[attr-defined]
+        # MONITOR and WAIT (see the module docstring). ``_gate`` is non-empty while the serve
+        # loop must look at each command after it ran: "monitor" while anyone monitors, and
+        # ("block", id) for a WAIT about to block.
+        self.monitors: dict[int, Monitor] = {}  # client id -> monitor fed every command
+        self._monitor_conns: dict[int, Monitor] = {}  # connections in monitor mode
+        self._blocks: dict[int, Block] = {}
+        self._gate: dict[Any, bool] = {}
+        # While anyone monitors: each client's MULTI queue (the list EXEC will run) and its
+        # database, so the commands EXEC ran can be shown after it.
+        self._multi_queues: dict[int, tuple[list[Any], int]] = {}
+        state = self.state
+        state.start_monitor = self._start_monitor  # type: ignore[attr-defined]
+        state.stop_monitor = self._stop_monitor  # type: ignore[attr-defined]
+        state.block_client = self._block_client  # type: ignore[attr-defined]
+        state.unblock_client = self._unblock_client  # type: ignore[attr-defined]
+        state.command_latency = self._command_latency  # type: ignore[attr-defined]
+        state.nonce = nonce  # type: ignore[attr-defined]
+        state.memory_startup_bytes = process_rss_bytes()  # type: ignore[attr-defined]
+        clock_us = getattr(state, "clock_us", None)
+        self._clock_us: Callable[[], int] = clock_us or (lambda: self.clock_ms() * 1000)
         self.write_stalls = 0
         self.ttls_discovered = 0
         # Cluster mode (node_id or seeds configured): keyed commands go through the coordinator.
@@ -324,6 +411,7 @@ class Node:
                 finally:
                     self._scopes.pop(client.id, None)
                     self._streams.pop(client.id, None)
+                    self._forget(client)
                     state.drop_client(client)
         except trio.BrokenResourceError:
             pass
@@ -354,6 +442,7 @@ class Node:
         bucket_of = BUCKET_OF_US
         stats = state.stats
         cluster = self.cluster  # None: the single-node path, unchanged
+        gate = self._gate  # empty unless someone monitors or a WAIT is about to block
         parser.auth_required = not client.authenticated
         while True:
             data = await stream.receive_some(READ_SIZE)
@@ -371,41 +460,55 @@ class Node:
             client.last_ms = self.clock_ms()
             seq_before = engine.last_seq
             out = bytearray()
-            for args in batch:
-                if isinstance(args, ProtocolError):  # isinstance: narrows for mypy, as cheap
-                    # latin-1: "expected '$', got 'X'" carries the offending raw byte, as Redis
-                    out += b"-ERR " + str(args).encode("latin-1") + b"\r\n"
-                    client.close_after_reply = True
-                    log.info("event=protocol_error id=%d peer=%s error=%r", client.id, client.peer, str(args))
-                    break
-                spec = specs.get(args[0]) or lookup(args[0])
-                t0 = perf()
-                if cluster is None:
-                    reply = execute(spec, client, args)
-                else:
-                    reply = await cluster.execute(spec, client, args)
-                dt = (perf() - t0) // 1000
-                if spec is not None:
-                    st = cmdstats.get(spec.name)
-                    if st is None:
-                        st = cmdstats[spec.name] = [0, 0, 0, 0]
-                        self.latency.new_histogram(spec.name)
-                    st[0] += 1
-                    st[1] += dt
-                    hists[spec.name][bucket_of[dt] if dt < FAST_US else bisect_left(bounds, dt)] += 1
-                    if isinstance(reply, ErrorReply):
-                        st[3] += 1
-                    client.last_cmd = spec.name
-                    if dt >= cfg.slowlog_log_slower_than >= 0:
-                        state.slowlog_record(dt, args, client)
-                encode(reply, client.resp3, out)  # read after the handler: HELLO switches it
-                if client.close_after_reply or state.shutdown_requested is not None:
-                    break
-                if len(out) > OUTPUT_FLUSH_BYTES:
-                    await self._durable(seq_before)
-                    seq_before = engine.last_seq
-                    await self._send(stream, client, out)
-                    out = bytearray()
+            try:
+                for args in batch:
+                    if isinstance(args, ProtocolError):  # isinstance: narrows for mypy, as cheap
+                        # latin-1: "expected '$', got 'X'" carries the offending raw byte, as Redis
+                        out += b"-ERR " + str(args).encode("latin-1") + b"\r\n"
+                        client.close_after_reply = True
+                        log.info("event=protocol_error id=%d peer=%s error=%r", client.id, client.peer, str(args))
+                        break
+                    spec = specs.get(args[0]) or lookup(args[0])
+                    t0 = perf()
+                    if cluster is None:
+                        reply = execute(spec, client, args)
+                    else:
+                        reply = await cluster.execute(spec, client, args)
+                    dt = (perf() - t0) // 1000
+                    if spec is not None:
+                        st = cmdstats.get(spec.name)
+                        if st is None:
+                            st = cmdstats[spec.name] = [0, 0, 0, 0]
+                            self.latency.new_histogram(spec.name)
+                        st[0] += 1
+                        st[1] += dt
+                        hists[spec.name][bucket_of[dt] if dt < FAST_US else bisect_left(bounds, dt)] += 1
+                        if isinstance(reply, ErrorReply):
+                            st[3] += 1
+                        client.last_cmd = spec.name
+                        if dt >= cfg.slowlog_log_slower_than >= 0:
+                            state.slowlog_record(dt, args, client)
+                    encode(reply, client.resp3, out)  # read after the handler: HELLO switches it
+                    if gate:
+                        await self._after_command(stream, client, spec, args, reply, out, batch,
+                                                  parser, seq_before, None)
+                    if client.close_after_reply or state.shutdown_requested is not None:
+                        break
+                    if len(out) > OUTPUT_FLUSH_BYTES:
+                        await self._durable(seq_before)
+                        seq_before = engine.last_seq
+                        await self._send(stream, client, out)
+                        out = bytearray()
+            except _EnterMonitorMode:
+                # MONITOR ran: the rest of this batch, and everything after, is served in
+                # monitor mode (which returns once a RESET left it and its batch is done).
+                stats["total_commands_processed"] += len(batch)
+                at = next(i for i, a in enumerate(batch) if a is args)
+                if not await self._monitor_mode(stream, client, parser, out, seq_before,
+                                                batch[at + 1:]):
+                    return
+                parser.auth_required = not client.authenticated
+                continue
             stats["total_commands_processed"] += len(batch)
             if engine.last_seq != seq_before:
                 try:
@@ -431,6 +534,345 @@ class Node:
             if client.close_after_reply:
                 return
             parser.auth_required = not client.authenticated
+
+    # -- MONITOR and WAIT -----------------------------------------------------------------------
+    async def _after_command(self, stream: Any, client: Client, spec: CommandSpec | None,
+                             args: list[bytes], reply: Any, out: bytearray, batch: list[Any],
+                             parser: RequestParser, seq_before: int, mon: Monitor | None) -> None:
+        """A command that ran while ``_gate`` was non-empty: show it to the monitors; after a
+        MONITOR outside monitor mode raise _EnterMonitorMode; wait if it was a WAIT that blocks.
+        ``mon``: this connection's Monitor when in monitor mode (all its output goes there)."""
+        if self.monitors:
+            self._feed_monitors(client, spec, args, reply)
+            if mon is None and client.id in self.monitors:
+                raise _EnterMonitorMode
+        if reply is BLOCKED:
+            self._gate.pop(("block", client.id), None)
+            blk = self._blocks.get(client.id)
+            if blk is not None:
+                await self._wait_blocked(stream, client, blk, out, batch, parser, seq_before, mon)
+
+    def _feed_monitors(self, client: Client, spec: CommandSpec | None, args: list[bytes],
+                       reply: Any) -> None:
+        """Append the line of this command (and, after an EXEC, of the commands it ran, first)
+        to every monitor's buffer. Never waits."""
+        queues = self._multi_queues
+        queued = client.multi
+        lines = []
+        now = self._clock_us()
+        if spec is not None and spec.name == "exec":
+            q = queues.pop(client.id, None)
+            if q is not None and type(reply) is list and len(reply) == len(q[0]):
+                db = q[1]
+                for (s, a), r in zip(q[0], reply, strict=True):
+                    if s.name == "select" and r is OK:
+                        db = int(a[1])
+                    called = called_spec(s, a)
+                    if called is not None and not hidden_from_monitors(called):
+                        lines.append(monitor_line(now, db, client.peer, a))
+        elif queued is None:
+            queues.pop(client.id, None)
+        elif client.id not in queues or queues[client.id][0] is not queued:
+            queues[client.id] = (queued, client.dbnum)  # MULTI: EXEC will run this list
+        if shown_to_monitors(spec, client, args):
+            lines.append(monitor_line(now, client.dbnum, client.peer, args))
+        if lines:
+            data = b"".join(lines)
+            for m in list(self.monitors.values()):
+                self._push(m, data)
+
+    def _push(self, mon: Monitor, data: bytes | bytearray, own: bool = False) -> None:
+        """Queue output for a monitor's writer; past its limit the monitor is disconnected.
+        Once the monitor asked to close (QUIT) only its ``own`` replies are still queued: as
+        redis-server, which adds nothing to a client flagged close-after-reply."""
+        if mon.closed or (mon.client.close_after_reply and not own):
+            return
+        mon.buf += data
+        pending = mon.pending()
+        mon.client.obuf = pending
+        if pending > (self.config.client_output_buffer_limit_hard or MONITOR_OUTPUT_LIMIT):
+            log.warning("event=client_closed reason=output_buffer_limit id=%d monitor=1 "
+                        "pending=%d", mon.client.id, pending)
+            mon.closed = True
+            mon.buf.clear()
+            self._stop_monitor(mon.client)
+            self._kill_client(mon.client)
+        mon.wake.set()
+
+    def _start_monitor(self, client: Client) -> bool:
+        """MONITOR's request (``ServerState.start_monitor``): False if already a monitor."""
+        if client.id in self.monitors:
+            return False
+        if not self.monitors:
+            self._gate["monitor"] = True
+            for c in self.state.clients.values():  # transactions begun while nobody monitored
+                if c.multi is not None:
+                    self._multi_queues[c.id] = (c.multi, c.dbnum)
+        self.monitors[client.id] = self._monitor_conns.get(client.id) or Monitor(client)
+        set_flag(client, "O", True)
+        return True
+
+    def _stop_monitor(self, client: Client) -> None:
+        """RESET's request (``ServerState.stop_monitor``), a disconnect, an output overflow."""
+        if self.monitors.pop(client.id, None) is None:
+            return
+        set_flag(client, "O", False)
+        if not self.monitors:
+            self._gate.pop("monitor", None)
+            self._multi_queues.clear()
+
+    def _forget(self, client: Client) -> None:
+        """A connection ended: it monitors nothing and waits for nothing any more."""
+        self._stop_monitor(client)
+        self._monitor_conns.pop(client.id, None)
+        self._blocks.pop(client.id, None)
+        self._gate.pop(("block", client.id), None)
+        self._multi_queues.pop(client.id, None)
+
+    def _block_client(self, client: Client, timeout_ms: int) -> Raw:
+        """WAIT's request (``ServerState.block_client``): the reply marker the loop awaits."""
+        self._blocks[client.id] = Block(timeout_ms)
+        self._gate[("block", client.id)] = True
+        set_flag(client, "b", True)
+        return BLOCKED
+
+    def _unblock_client(self, target: Client, error: bool) -> bool:
+        """CLIENT UNBLOCK (``ServerState.unblock_client``): True if ``target`` was waiting."""
+        blk = self._blocks.get(target.id)
+        if blk is None or blk.done.is_set():
+            return False
+        if error:
+            blk.reply = CommandError(E.UNBLOCKED)
+        blk.done.set()
+        return True
+
+    async def _wait_blocked(self, stream: Any, client: Client, blk: Block, out: bytearray,
+                            batch: list[Any], parser: RequestParser, seq_before: int,
+                            mon: Monitor | None) -> None:
+        """Send the replies before the WAIT (durably), wait for it to end, then encode its reply
+        into ``out``. Meanwhile the connection is read (at most READ_SIZE bytes, as the serve
+        loop reads): a peer that leaves ends the wait and the connection
+        (BrokenResourceError); commands that arrived are appended to ``batch``, which the loop
+        runs next, in order."""
+        extra = bytearray()
+        eof = False
+        try:
+            if out:
+                await self._durable(seq_before)
+                if mon is None:
+                    await self._send(stream, client, out)
+                else:
+                    self._push(mon, out, own=True)
+                out.clear()
+
+            async def read_meanwhile() -> None:
+                nonlocal eof
+                while len(extra) < READ_SIZE:
+                    data = await stream.receive_some(READ_SIZE)
+                    if not data:
+                        eof = True
+                        blk.done.set()
+                        return
+                    extra.extend(data)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_meanwhile)
+                with trio.move_on_after(blk.timeout_ms / 1000 if blk.timeout_ms else math.inf):
+                    await blk.done.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._blocks.pop(client.id, None)
+            set_flag(client, "b", False)
+        if eof:
+            raise trio.BrokenResourceError("the client closed the connection during WAIT")
+        encode(blk.reply, client.resp3, out)
+        if mon is not None and client.id in self.monitors:
+            self._push(mon, out, own=True)
+            out.clear()
+        if extra:
+            self.state.stats["total_net_input_bytes"] += len(extra)
+            parser.auth_required = not client.authenticated
+            parser.feed(bytes(extra))
+            batch.extend(parser.commands())
+            client.qbuf = parser.buffered
+
+    async def _monitor_mode(self, stream: Any, client: Client, parser: RequestParser,
+                            out: bytearray, seq_before: int, rest: list[Any]) -> bool:
+        """Serve a connection from its MONITOR on: a writer task sends its Monitor buffer (the
+        lines fed to it and, in order with them, its own replies); this task runs its
+        commands, a monitor being refused those that touch keys. Returns True when a RESET left
+        monitor mode and its output was sent (the serve loop goes on), False to close."""
+        mon = self.monitors.get(client.id)
+        if mon is None:  # killed, or over its limit, before it started
+            return False
+        self._monitor_conns[client.id] = mon
+        mon.buf[:0] = out  # the batch's replies so far go before any line
+        out.clear()
+        keep = False
+        try:
+            await self._durable(seq_before)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._monitor_writer, stream, mon, nursery.cancel_scope)
+                mon.wake.set()
+                keep = await self._monitor_serve(stream, client, parser, mon, rest)
+                while mon.pending() and not mon.closed:  # QUIT's reply, or before a RESET
+                    ev = mon.progress
+                    await ev.wait()
+                nursery.cancel_scope.cancel()
+        except DurabilityError:
+            return False
+        finally:
+            self._monitor_conns.pop(client.id, None)
+            if self.monitors.get(client.id) is mon:
+                self._stop_monitor(client)
+            client.obuf = 0
+        return keep and not mon.closed
+
+    async def _monitor_writer(self, stream: Any, mon: Monitor, scope: trio.CancelScope) -> None:
+        """Send ``mon.buf`` as it fills; on a broken stream or ``mon.closed`` end monitor mode."""
+        stats = self.state.stats
+        try:
+            while not mon.closed:
+                if not mon.buf:
+                    mon.wake = trio.Event()
+                    await mon.wake.wait()
+                    continue
+                data = bytes(mon.buf)
+                mon.buf.clear()
+                mon.inflight = len(data)
+                stats["total_net_output_bytes"] += len(data)
+                try:
+                    await stream.send_all(data)
+                finally:
+                    mon.inflight = 0
+                    mon.client.obuf = len(mon.buf)
+                    ev, mon.progress = mon.progress, trio.Event()
+                    ev.set()
+        except trio.BrokenResourceError:
+            pass
+        mon.closed = True
+        scope.cancel()
+
+    async def _monitor_serve(self, stream: Any, client: Client, parser: RequestParser,
+                             mon: Monitor, batch: list[Any]) -> bool:
+        """The command loop of a connection in monitor mode (see _monitor_mode)."""
+        state = self.state
+        engine = self.engine
+        cfg = self.config
+        try:
+            while True:
+                seq_before = engine.last_seq
+                out = bytearray()
+                for args in batch:
+                    if isinstance(args, ProtocolError):
+                        out += b"-ERR " + str(args).encode("latin-1") + b"\r\n"
+                        client.close_after_reply = True
+                        break
+                    await self._run_one(stream, client, args, out, batch, parser, seq_before, mon)
+                    if client.close_after_reply or state.shutdown_requested is not None:
+                        break
+                state.stats["total_commands_processed"] += len(batch)
+                if engine.last_seq != seq_before:  # only once a RESET left monitor mode
+                    try:
+                        await self._durable(seq_before)
+                    except DurabilityError as e:
+                        out = bytearray(b"-MISCONF Errors writing to the AOF file: %s\r\n"
+                                        % str(e).encode())
+                        client.close_after_reply = True
+                if out:
+                    self._push(mon, out, own=True)
+                if state.shutdown_requested is not None:
+                    self.request_shutdown()
+                    return False
+                if client.close_after_reply:
+                    return False
+                if client.id not in self.monitors:
+                    return True  # a RESET left monitor mode: an ordinary connection again
+                parser.auth_required = not client.authenticated
+                batch = []
+                while not batch:
+                    data = await stream.receive_some(READ_SIZE)
+                    if not data:
+                        return False
+                    state.stats["total_net_input_bytes"] += len(data)
+                    parser.feed(data)
+                    batch = parser.commands()
+                    client.qbuf = parser.buffered
+                    if not batch and client.qbuf > cfg.client_query_buffer_limit:
+                        return False
+                client.last_ms = self.clock_ms()
+        except trio.BrokenResourceError:
+            return False
+
+    async def _run_one(self, stream: Any, client: Client, args: list[bytes], out: bytearray,
+                       batch: list[Any], parser: RequestParser, seq_before: int,
+                       mon: Monitor) -> None:
+        """One command of a connection in monitor mode: what the serve loop does, plus
+        redis-server's refusal of key access to a monitor (not shown to monitors)."""
+        state = self.state
+        spec = state.table.specs.get(args[0]) or state.table.lookup(args[0])
+        monitoring = client.id in self.monitors
+        if (monitoring and spec is not None and called_spec(spec, args) is not None
+                and (client.authenticated or "noauth" in spec.flags)
+                and touches_keyspace(spec, args)):
+            if client.multi is not None:
+                client.multi_error = True  # EXEC will abort, as after any refused command
+            reply: Any = CommandError(E.REPLICA_KEYSPACE)
+            self._account(spec, client, args, reply, 0)
+            encode(reply, client.resp3, out)
+            self._push(mon, out, own=True)
+            out.clear()
+            return
+        t0 = self.perf_ns()
+        if self.cluster is None:
+            reply = execute(spec, client, args)
+        else:
+            reply = await self.cluster.execute(spec, client, args)
+        self._account(spec, client, args, reply, (self.perf_ns() - t0) // 1000)
+        encode(reply, client.resp3, out)
+        if monitoring:  # its reply before its own line (a RESET's is sent at the batch end)
+            self._push(mon, out, own=True)
+            out.clear()
+        if self._gate:
+            await self._after_command(stream, client, spec, args, reply, out, batch, parser,
+                                      seq_before, mon)
+
+    def _account(self, spec: CommandSpec | None, client: Client, args: list[bytes], reply: Any,
+                 dt: int) -> None:
+        """The serve loop's per-command statistics (it inlines them): commandstats, the latency
+        histogram, the slow log."""
+        if spec is None:
+            return
+        state = self.state
+        st = state.cmdstats.get(spec.name)
+        if st is None:
+            st = state.cmdstats[spec.name] = [0, 0, 0, 0]
+            self.latency.new_histogram(spec.name)
+        st[0] += 1
+        st[1] += dt
+        self.latency.hists[spec.name][
+            BUCKET_OF_US[dt] if dt < FAST_US else bisect_left(LATENCY_BOUNDS_US, dt)] += 1
+        if isinstance(reply, ErrorReply):
+            st[3] += 1
+        client.last_cmd = spec.name
+        if dt >= self.config.slowlog_log_slower_than >= 0:
+            state.slowlog_record(dt, args, client)
+
+    def _command_latency(self) -> dict[str, tuple[int, list[tuple[int, int]]]]:
+        """LATENCY HISTOGRAM's source (``ServerState.command_latency``): per command with
+        calls, (calls, [(bucket upper bound in us, calls at or below it)]) for the buckets
+        holding calls; the bucket above the largest bound counts at that bound."""
+        top = len(LATENCY_BOUNDS_US) - 1
+        out: dict[str, tuple[int, list[tuple[int, int]]]] = {}
+        for name, hist in self.latency.current():
+            total = 0
+            buckets: list[tuple[int, int]] = []
+            for i, n in enumerate(hist):
+                if n:
+                    total += n
+                    buckets.append((LATENCY_BOUNDS_US[min(i, top)], total))
+            out[name] = (total, buckets)
+        return out
 
     async def _send(self, stream: Any, client: Client, out: bytearray) -> None:
         self.state.stats["total_net_output_bytes"] += len(out)
@@ -552,6 +994,8 @@ class Node:
             return
         now = self.clock_ms()
         for client in list(self.state.clients.values()):
+            if client.id in self.monitors or client.id in self._blocks:
+                continue  # as redis-server: monitors and blocked clients never time out
             if now - client.last_ms > timeout * 1000:
                 log.info("event=client_closed reason=idle id=%d", client.id)
                 self._kill_client(client)
