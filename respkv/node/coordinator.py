@@ -139,6 +139,11 @@ def _saved_peers(saved: dict[str, Any], own_id: str) -> list[NodeState]:
     return out
 
 
+# How long after a ring change (in gossip intervals: twice Topology.ring_delay_s) this node's
+# writes also count the replicas of the ring before it (Cluster._moving_targets).
+RING_TRANSITION_INTERVALS = 6
+
+
 class PeerCallError(Exception):
     """A service call to a peer did not get an OK reply (why: the message)."""
 
@@ -591,6 +596,10 @@ class Cluster:
         self.bootstrap: Callable[[], Any] | None = lambda: streaming.bootstrap(self)
         self.bootstrap_figures: dict[str, Any] = {}
         self.pending_ring: Ring | None = None
+        # The ring before the last change, counted by writes until ``previous_until_ns``
+        # (perf_ns): see _moving_targets.
+        self.previous_ring: Ring | None = None
+        self.previous_until_ns = 0
         self._derive_rings(self.gossip.membership)
         self._persist_own()
         self.links: dict[str, PeerLink] = {}  # node id -> its link (once identified)
@@ -663,6 +672,10 @@ class Cluster:
         if ring != self.ring:
             log.info("event=ring_changed nodes=%d members=%s", len(ring), ",".join(
                 sorted(ring.nodes)))
+            if len(self.ring):
+                self.previous_ring = self.ring
+                self.previous_until_ns = self.node.perf_ns() + int(
+                    RING_TRANSITION_INTERVALS * self.config.gossip_interval_ms * 1e6)
         self.ring = ring
         self._plan_cache.clear()
         self.pending_ring = None if future == ring else future
@@ -1309,13 +1322,17 @@ class Cluster:
         if isinstance(plans, ErrorReply):
             return plans
         pending = self.pending_ring
-        if pending is not None:  # a range is moving: the pending replicas count (with_pending)
+        previous = self.previous_ring
+        if previous is not None and self.node.perf_ns() >= self.previous_until_ns:
+            previous = self.previous_ring = None
+        if pending is not None or previous is not None:
+            # a range is moving, or just moved: those replicas count too (with_pending)
             up = self.up_nodes()
             moving = []
             for key, p in zip(keys, plans, strict=True):
-                extra = self._pending_targets(pending, key, p)
+                extra = self._moving_targets(pending, previous, key, p)
                 if extra:
-                    p = with_pending(p, extra, {n: pending.dc_of(n) for n in extra}, up)
+                    p = with_pending(p, list(extra), extra, up)
                     if p.unavailable is not None:
                         return CommandError(E.NOREPLICAS_UP % (p.unavailable.needed,
                                                                p.unavailable.have))
@@ -1364,18 +1381,33 @@ class Cluster:
             return CommandError(E.NOREPLICAS_WRITE % (f.needed, f.got))
         return None
 
-    def _pending_targets(self, pending: Ring, key: bytes, p: ReplicaPlan) -> tuple[str, ...]:
-        """Replicas ``key`` will have once the JOINING/LEAVING members settle, that the plan
-        does not write: they get the write too, and count (``quorum.with_pending``), so nothing
-        acknowledged during a range move is missing from the new owners (Cassandra's pending
-        ranges)."""
+    def _moving_targets(self, pending: Ring | None, previous: Ring | None, key: bytes,
+                        p: ReplicaPlan) -> dict[str, str]:
+        """Replicas of ``key`` (node -> datacenter) that are not natural replicas in this
+        node's ring but count for its writes (``quorum.with_pending``):
+
+        * in ``pending`` (the ring once JOINING/LEAVING members settle): the replicas it will
+          have, so nothing acknowledged during a range move is missing from the new owners
+          (Cassandra's pending ranges);
+        * in ``previous`` (the ring before this node's last ring change, for
+          RING_TRANSITION_INTERVALS gossip intervals after it): the replicas it had. Until the
+          change has reached every coordinator, some still read the old replicas; a write
+          acknowledged by W old ones as well is seen by their reads (found by the simulation,
+          seeds 1164 and 3226: a joiner turned NORMAL, a leaver turned LEFT, and a write made
+          through one view was missed by an R=1 or R=2 read made through the other)."""
         n = self.settings.n_for(key)
         per_dc = self.settings.replicas_per_dc
         now = natural_replicas(self.ring, key, n, per_dc)
-        # Not "not a contact": a natural replica that is down is not pending, and counting it
-        # would ask one more ack than the move needs (found by the simulation, seed 1164).
-        return tuple(node for node in natural_replicas(pending, key, n, per_dc)
-                     if node not in now and node not in p.contacts)
+        out: dict[str, str] = {}
+        for ring in (pending, previous):
+            if ring is None:
+                continue
+            # Not "not a contact": a natural replica that is down is not pending, and counting
+            # it would ask one more ack than the move needs (sim seed 1164).
+            for node in natural_replicas(ring, key, n, per_dc):
+                if node not in now and node not in p.contacts and node not in out:
+                    out[node] = ring.dc_of(node)
+        return out
 
     def _replicate(self, op: _Op, k: _KeyOp, nodes: Any, db: int, key: bytes, data: bytes,
                    timeout_ms: int, hints: Any = None) -> None:
