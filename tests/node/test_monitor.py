@@ -297,3 +297,32 @@ async def test_a_monitor_sees_wait_when_it_starts(node):
     [line] = await m.lines(1)
     assert parse(line)[2] == b'"WAIT" "1" "200"'
     assert await w.read_until(b"\r\n") == b":0\r\n"
+
+
+# -- cluster mode --------------------------------------------------------------------------------
+
+
+async def test_cluster_mode_monitor_role_wait_memory(tmp_path):
+    from respkv.testing.inproc import running_nodes
+
+    async with running_nodes(tmp_path, 2, n_replicas=2) as (a, b):
+        m = await monitor(a)
+        ca = await connect(a)
+        cb = await connect(b)
+        await ca.send(mb("SET", "k", "v"), mb("GET", "k"), mb("ROLE"), mb("WAIT", "0", "0"),
+                      mb("MEMORY", "USAGE", "k"), mb("MEMORY", "USAGE", "nokey"))
+        got = await ca.read_until(b"$-1\r\n")
+        assert got.startswith(b"+OK\r\n$1\r\nv\r\n*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"
+                              b"-ERR WAIT is not supported in cluster mode: every write already "
+                              b"waits for W replicas")
+        assert re.search(rb"\r\n:\d+\r\n\$-1\r\n$", got), got  # this node's copy of k; none of nokey
+        # b coordinates a write that a replicates: peer traffic, not a command a received
+        await cb.send(mb("SET", "k2", "v2"))
+        await cb.read_until(b"+OK\r\n")
+        await ca.send(mb("PING"))
+        await ca.read_until(b"+PONG\r\n")
+        lines = [parse(line) for line in await m.lines(7)]
+        assert {peer for _, peer, _ in lines} == {ca.local()}
+        assert [args for _, _, args in lines] == [
+            b'"SET" "k" "v"', b'"GET" "k"', b'"ROLE"', b'"WAIT" "0" "0"',
+            b'"MEMORY" "USAGE" "k"', b'"MEMORY" "USAGE" "nokey"', b'"PING"']
