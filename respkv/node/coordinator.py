@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -1330,7 +1330,7 @@ class Cluster:
             up = self.up_nodes()
             moving = []
             for key, p in zip(keys, plans, strict=True):
-                extra = self._moving_targets(pending, previous, key, p)
+                extra = self._moving_targets(pending, previous, key, p, up)
                 if extra:
                     p = with_pending(p, list(extra), extra, up)
                     if p.unavailable is not None:
@@ -1382,7 +1382,7 @@ class Cluster:
         return None
 
     def _moving_targets(self, pending: Ring | None, previous: Ring | None, key: bytes,
-                        p: ReplicaPlan) -> dict[str, str]:
+                        p: ReplicaPlan, up: Container[str]) -> dict[str, str]:
         """Replicas of ``key`` (node -> datacenter) that are not natural replicas in this
         node's ring but count for its writes (``quorum.with_pending``):
 
@@ -1394,7 +1394,11 @@ class Cluster:
           change has reached every coordinator, some still read the old replicas; a write
           acknowledged by W old ones as well is seen by their reads (found by the simulation,
           seeds 1164 and 3226: a joiner turned NORMAL, a leaver turned LEFT, and a write made
-          through one view was missed by an R=1 or R=2 read made through the other)."""
+          through one view was missed by an R=1 or R=2 read made through the other). Only
+          those up: a down one serves no read either (a decommissioned node has stopped), and
+          reads through the old view then meet W - 1 of the write's acks among the replicas
+          both rings share, enough with R + W > N; counting it failed every write for a while
+          after a decommission."""
         n = self.settings.n_for(key)
         per_dc = self.settings.replicas_per_dc
         now = natural_replicas(self.ring, key, n, per_dc)
@@ -1405,7 +1409,8 @@ class Cluster:
             # Not "not a contact": a natural replica that is down is not pending, and counting
             # it would ask one more ack than the move needs (sim seed 1164).
             for node in natural_replicas(ring, key, n, per_dc):
-                if node not in now and node not in p.contacts and node not in out:
+                if node not in now and node not in p.contacts and node not in out and (
+                        ring is pending or node in up):
                     out[node] = ring.dc_of(node)
         return out
 
