@@ -502,8 +502,8 @@ class Node:
             except _EnterMonitorMode:
                 # MONITOR ran: the rest of this batch, and everything after, is served in
                 # monitor mode (which returns once a RESET left it and its batch is done).
-                stats["total_commands_processed"] += len(batch)
                 at = next(i for i, a in enumerate(batch) if a is args)
+                stats["total_commands_processed"] += at + 1  # monitor mode counts the rest
                 if not await self._monitor_mode(stream, client, parser, out, seq_before,
                                                 batch[at + 1:]):
                     return
@@ -658,7 +658,12 @@ class Node:
         eof = False
         try:
             if out:
-                await self._durable(seq_before)
+                try:
+                    await self._durable(seq_before)
+                except DurabilityError as e:  # as the batch's end would: MISCONF, then close
+                    out[:] = b"-MISCONF Errors writing to the AOF file: %s\r\n" % str(e).encode()
+                    client.close_after_reply = True
+                    return
                 if mon is None:
                     await self._send(stream, client, out)
                 else:

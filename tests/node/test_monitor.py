@@ -200,6 +200,17 @@ async def test_disconnecting_monitor_is_cleaned_up(node):
     assert len(node.state.clients) == 1
 
 
+async def test_client_kill_of_a_monitor(node):
+    m = await monitor(node)
+    c = await connect(node)
+    await c.send(mb("CLIENT", "KILL", "ADDR", m.local()))
+    assert await c.read_until(b"\r\n") == b":1\r\n"
+    assert await m.eof() == b""
+    await eventually(lambda: not node.monitors and not node._monitor_conns and not node._gate)
+    # MONITOR counted once, then CLIENT KILL (a batch is counted once it is done)
+    assert node.state.stats["total_commands_processed"] == 2
+
+
 async def test_quit_from_a_monitor(node):
     m = await monitor(node)
     await m.send(mb("QUIT"))
