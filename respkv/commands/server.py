@@ -1,5 +1,6 @@
 """Server and introspection commands: COMMAND, INFO, CONFIG, TIME, SHUTDOWN, SLOWLOG, LASTSAVE,
-SAVE and BGSAVE, with redis-server 7.0's replies and errors (src/server.c, config.c, slowlog.c).
+SAVE and BGSAVE, MONITOR, ROLE, WAIT, MEMORY, LATENCY and ACL, with redis-server 7.0's replies
+and errors (src/server.c, config.c, slowlog.c, replication.c, object.c, latency.c, acl.c).
 
 Contracts:
 
