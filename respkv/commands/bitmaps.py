@@ -32,14 +32,8 @@ from typing import Any
 from respkv.commands import errors as E
 from respkv.commands.core import TABLE, Client, parse_int
 from respkv.commands.errors import CommandError
-from respkv.commands.server import KEY_SPEC_FLAGS
 
 cmd = TABLE.command
-
-# Redis 7.0's key-spec flags where they are not the defaults COMMAND derives from the flags
-# (src/commands/setbit.json, bitfield.json).
-KEY_SPEC_FLAGS["setbit"] = ("RW", "access", "update")
-KEY_SPEC_FLAGS["bitfield"] = ("RW", "access", "update", "variable_flags")
 
 _CHUNK = 1 << 20  # bytes turned into one int at a time (BITCOUNT, BITOP): bounded extra memory
 _SCAN_CHUNK = 1 << 16  # BITPOS skips runs of 0x00 / 0xff this long with one memcmp

@@ -283,7 +283,8 @@ KEY_SPEC_FLAGS: dict[str, tuple[str, ...]] = {
     "lcs": ("RO", "access"), "mget": ("RO", "access"), "move": ("RW", "access", "update"),
     "mset": ("OW", "update"), "msetnx": ("OW", "insert"), "persist": ("RW", "update"),
     "pexpire": ("RW", "update"), "pexpireat": ("RW", "update"), "pexpiretime": ("RO", "access"),
-    "psetex": ("OW", "update"), "pttl": ("RO", "access"), "restore": ("OW", "update"),
+    "psetex": ("OW", "update"), "setbit": ("RW", "access", "update"),
+    "bitfield": ("RW", "access", "update", "variable_flags"), "memory|usage": ("RO",), "pttl": ("RO", "access"), "restore": ("OW", "update"),
     "set": ("RW", "access", "update", "variable_flags"), "setex": ("OW", "update"),
     "setnx": ("OW", "insert"), "setrange": ("RW", "update"), "strlen": ("RO",),
     "substr": ("RO", "access"), "touch": ("RO",), "ttl": ("RO", "access"), "type": ("RO",),
@@ -298,8 +299,10 @@ TWO_KEY_SPECS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "smove": (("RW", "access", "delete"), ("RW", "insert")),
     "lmove": (("RW", "access", "delete"), ("RW", "insert")),
     "rpoplpush": (("RW", "access", "delete"), ("RW", "insert")),
+    "bitop": (("OW", "update"), ("RO", "access")),
 }
-"""Commands whose two keys (first=1, last=2) have a key spec each in Redis 7.0."""
+"""Commands whose first key has a key spec and the keys after it another, in Redis 7.0."""
+KEY_SPEC_NOTES = {"bitfield": "This command allows both access and modification of the key"}
 
 
 def _is_container(spec: CommandSpec) -> bool:
@@ -336,8 +339,11 @@ def acl_categories(spec: CommandSpec) -> list[str]:
     return ["@" + c for c in _CATEGORY_ORDER if c in cats]
 
 
-def _key_spec(flags: Iterable[str], index: int, lastkey: int, step: int) -> dict[bytes, Any]:
+def _key_spec(flags: Iterable[str], index: int, lastkey: int, step: int,
+              notes: str | None = None) -> dict[bytes, Any]:
+    head = {} if notes is None else {b"notes": notes.encode()}
     return {
+        **head,
         b"flags": SetReply(SimpleString(f) for f in flags),
         b"begin_search": {b"type": b"index", b"spec": {b"index": index}},
         b"find_keys": {
@@ -358,12 +364,14 @@ def key_specs(spec: CommandSpec) -> list[dict[bytes, Any]]:
     """Redis 7 key specs from the legacy (first, last, step) triple."""
     if spec.first_key <= 0:
         return []
+    first, last = spec.first_key, spec.last_key
     two = TWO_KEY_SPECS.get(spec.name)
-    if two is not None and spec.first_key == 1 and spec.last_key == 2:
-        return [_key_spec(two[0], 1, 0, 1), _key_spec(two[1], 2, 0, 1)]
-    last = spec.last_key
-    lastkey = last - spec.first_key if last >= 0 else last
-    return [_key_spec(key_spec_flags(spec), spec.first_key, lastkey, spec.step)]
+    if two is not None:
+        return [_key_spec(two[0], first, 0, 1),
+                _key_spec(two[1], first + 1, last - first - 1 if last >= 0 else last, 1)]
+    lastkey = last - first if last >= 0 else last
+    return [_key_spec(key_spec_flags(spec), first, lastkey, spec.step,
+                      KEY_SPEC_NOTES.get(spec.name))]
 
 
 def command_info(spec: CommandSpec) -> list[Any]:
@@ -1453,7 +1461,6 @@ MEMORY.subs["usage"] = CommandSpec(
     summary="Estimate the memory usage of a key", since="4.0.0",
     complexity="O(N) where N is the number of samples.",
 )
-KEY_SPEC_FLAGS["memory|usage"] = ("RO",)
 
 
 @MEMORY.sub("malloc-stats", 2, "", "Show allocator internal stats", "4.0.0",
