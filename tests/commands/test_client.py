@@ -9,18 +9,14 @@ import pytest
 
 from respkv.commands import errors as E
 from respkv.commands.client import client_info_line
-from respkv.protocol.resp import OK, ErrorReply, Verbatim, encode_reply
+from respkv.protocol.resp import OK, Verbatim, encode_reply
+from respkv.testing.resp import err
 
 # The field names of a redis-server 7.0.15 CLIENT LIST line, in order; respkv appends 7.2's two.
 REDIS_70_FIELDS = (
     "id addr laddr fd name age idle flags db sub psub ssub multi qbuf qbuf-free argv-mem "
     "multi-mem rbs rbp obl oll omem tot-mem events cmd user redir resp"
 ).split()
-
-
-def err(reply: object) -> str:
-    assert isinstance(reply, ErrorReply), reply
-    return str(reply)
 
 
 def fields(line: str) -> dict[str, str]:

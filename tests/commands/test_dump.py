@@ -19,8 +19,9 @@ from respkv.commands import errors as E
 from respkv.commands.core import ServerState
 from respkv.config import Config
 from respkv.protocol import rdb
-from respkv.protocol.resp import NULL_ARRAY, OK, ErrorReply, encode_reply
+from respkv.protocol.resp import NULL_ARRAY, OK, encode_reply
 from respkv.storage.memory import MemoryEngine
+from respkv.testing.resp import err
 
 REDIS_VALUES: dict[str, bytes] = {
     "a_x100": b"a" * 100,
@@ -45,11 +46,6 @@ REDIS_VALUES: dict[str, bytes] = {
 _DATA = json.loads((pathlib.Path(__file__).parent / "redis_7_0_dumps.json").read_text())
 REDIS_PAYLOADS: dict[str, bytes] = {k: bytes.fromhex(v) for k, v in _DATA["payload_hex"].items()}
 BIG = 1 << 30
-
-
-def err(reply: object) -> str:
-    assert isinstance(reply, ErrorReply), reply
-    return str(reply)
 
 
 # -- references: byte-at-a-time ports of redis-server's crc64.c and lzf_d.c ---------------------

@@ -15,15 +15,11 @@ from respkv.commands.keys import OBJECT_SHARED_REFCOUNT, object_encoding_of, obj
 from respkv.commands.server import command_info
 from respkv.commands.strings import lcs_rows
 from respkv.config import Config
-from respkv.protocol.resp import NULL_ARRAY, ErrorReply, encode_reply
+from respkv.protocol.resp import NULL_ARRAY, encode_reply
 from respkv.storage.memory import MemoryEngine
+from respkv.testing.resp import err
 
 INT_RANGE = E.INT_RANGE % (-(1 << 31), (1 << 31) - 1)
-
-
-def err(reply: object) -> str:
-    assert isinstance(reply, ErrorReply), reply
-    return str(reply)
 
 
 # -- COPY -----------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ raw sockets); the comments name the differences that are deliberate.
 
 from __future__ import annotations
 
-import hiredis
 import pytest
 
 from respkv.commands import errors as E
@@ -19,22 +18,8 @@ from respkv.commands.server import (
     human_bytes,
     info_sections,
 )
-from respkv.protocol.resp import NO_REPLY, ErrorReply, Verbatim, encode_reply
-
-
-def wire(reply: object, resp3: bool = False) -> bytes:
-    return encode_reply(reply, resp3)
-
-
-def parsed(reply: object, resp3: bool = False) -> object:
-    r = hiredis.Reader()
-    r.feed(wire(reply, resp3))
-    return r.gets()
-
-
-def err(reply: object) -> str:
-    assert isinstance(reply, ErrorReply), reply
-    return str(reply)
+from respkv.protocol.resp import NO_REPLY, ErrorReply, Verbatim
+from respkv.testing.resp import err, parsed, wire
 
 
 def resp3(conn) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import hiredis
 import pytest
 
 from respkv.commands import errors as E
@@ -29,22 +28,8 @@ from respkv.commands.server import (
     shown_to_monitors,
     touches_keyspace,
 )
-from respkv.protocol.resp import NO_REPLY, OK, ErrorReply, Raw, Verbatim, encode_reply
-
-
-def wire(reply: object, resp3: bool = False) -> bytes:
-    return encode_reply(reply, resp3)
-
-
-def parsed(reply: object, resp3: bool = False) -> Any:
-    r = hiredis.Reader()
-    r.feed(wire(reply, resp3))
-    return r.gets()
-
-
-def err(reply: object) -> str:
-    assert isinstance(reply, ErrorReply), reply
-    return str(reply)
+from respkv.protocol.resp import NO_REPLY, OK, Raw, Verbatim
+from respkv.testing.resp import err, parsed, wire
 
 
 def b(*args: str | bytes) -> list[bytes]:

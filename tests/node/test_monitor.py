@@ -13,16 +13,9 @@ import trio
 from respkv.config import Config
 from respkv.node.server import MONITOR_OUTPUT_LIMIT, Node
 from respkv.storage.memory import MemoryEngine
+from respkv.testing.resp import command_bytes as mb
 
 LINE = re.compile(rb'\+(\d+)\.(\d{6}) \[(\d+) ([0-9.]+:\d+)\] (.*)')
-
-
-def mb(*args: bytes | str) -> bytes:
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else a.encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
 
 
 class Conn:

@@ -11,14 +11,7 @@ import trio.lowlevel
 from respkv.config import Config
 from respkv.node.server import Node
 from respkv.storage.memory import MemoryEngine
-
-
-def mb(*args: bytes | str) -> bytes:
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else a.encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
+from respkv.testing.resp import command_bytes as mb
 
 
 class RawClient:
