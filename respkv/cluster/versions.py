@@ -109,10 +109,15 @@ class VersionVector:
 
     __slots__ = ("_entries", "_hash")
 
-    def __init__(self, entries: Mapping[str, ClockEntry] | None = None) -> None:
-        cleaned = {n: ClockEntry(*e) for n, e in (entries or {}).items() if e[0] > 0}
-        self._entries: dict[str, ClockEntry] = dict(sorted(cleaned.items()))
+    def __init__(self, entries: Mapping[str, ClockEntry] | None = None,
+                 _canonical: dict[str, ClockEntry] | None = None) -> None:
+        # ``_canonical``: the dict itself, already canonical (``_canonical_vector``'s contract).
         self._hash: int | None = None
+        if _canonical is not None:
+            self._entries: dict[str, ClockEntry] = _canonical
+            return
+        cleaned = {n: ClockEntry(*e) for n, e in (entries or {}).items() if e[0] > 0}
+        self._entries = dict(sorted(cleaned.items()))
 
     @classmethod
     def from_counters(cls, counters: Mapping[str, int], timestamp_ms: int = 0) -> VersionVector:
@@ -203,17 +208,11 @@ class VersionVector:
         return _canonical_vector(out)
 
 
-_object_new = object.__new__
-
-
 def _canonical_vector(entries: dict[str, ClockEntry]) -> VersionVector:
     """A VersionVector that takes ``entries`` as they are, skipping ``__init__``'s clean and
     sort. Precondition (unchecked; the caller's to keep): ``entries`` is already canonical
     (see :class:`VersionVector`) and nobody mutates the dict afterwards."""
-    vv: VersionVector = _object_new(VersionVector)
-    vv._entries = entries
-    vv._hash = None
-    return vv
+    return VersionVector(None, entries)
 
 
 EMPTY_CLOCK = VersionVector()
@@ -235,19 +234,13 @@ def concurrent(a: VersionVector, b: VersionVector) -> bool:
     return not descends(a, b) and not descends(b, a)
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class SiblingSet:
     """All versions of one key a replica holds. Siblings are kept sorted by dot (canonical form:
     equal sets compare equal and serialize to equal bytes)."""
 
     clock: VersionVector
     siblings: tuple[Sibling, ...]
-
-    def __init__(self, clock: VersionVector, siblings: tuple[Sibling, ...]) -> None:
-        # What the frozen dataclass's own __init__ does, through the slots' descriptors
-        # directly (cheaper than its object.__setattr__ calls).
-        _set_clock(self, clock)
-        _set_siblings(self, siblings)
 
     @classmethod
     def make(cls, clock: VersionVector, siblings: Iterable[Sibling]) -> SiblingSet:
@@ -264,8 +257,6 @@ class SiblingSet:
         return len(self.siblings)
 
 
-_set_clock = SiblingSet.__dict__["clock"].__set__  # the slots' descriptors
-_set_siblings = SiblingSet.__dict__["siblings"].__set__
 EMPTY = SiblingSet(EMPTY_CLOCK, ())
 _dot_of = itemgetter(0)  # Sibling -> its dot
 

@@ -18,6 +18,8 @@ import time
 from typing import Any, Protocol
 
 from respkv.commands.core import ServerState
+from respkv.compiled import MODULES as COMPILED_MODULES
+from respkv.compiled import compiled_modules
 from respkv.config import Config
 
 
@@ -87,6 +89,9 @@ def register_info_providers(node: _NodeLike) -> None:
     executable = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else sys.executable
     supervised = "systemd" if os.environ.get("NOTIFY_SOCKET") else "no"
     multiplexing = {"linux": "epoll", "darwin": "kqueue"}.get(sys.platform, "select")
+    # how many of the hot-path modules run compiled (respkv/compiled.py): "7/7" after
+    # ``pip install .``, "0/7" from an editable install
+    compiled = f"{len(compiled_modules())}/{len(COMPILED_MODULES)}"
     peak = [0]
 
     def server_info() -> dict[str, Any]:
@@ -100,6 +105,7 @@ def register_info_providers(node: _NodeLike) -> None:
             "tcp_port": node.port if node.port is not None else node.config.port,
             "executable": executable,
             "python_version": platform.python_version(),
+            "respkv_compiled": compiled,
         }
 
     def memory_info() -> dict[str, Any]:

@@ -374,7 +374,7 @@ async def test_peer_server_corks_replies_while_more_requests_are_readable() -> N
 
     def _replies(data: bytes) -> list[wire.Reply]:
         d = FrameDecoder()
-        d.feed(data)
+        d.feed(bytes(data))  # the server sends a bytearray; feed takes bytes (and checks, compiled)
         out = []
         while (r := d.next_reply()) is not None:
             out.append(r)

@@ -12,6 +12,7 @@ from bisect import bisect_left
 
 import pytest
 
+from respkv.compiled import MODULES, compiled_modules
 from respkv.node.metrics import (
     BUCKET_OF_US,
     FAST_US,
@@ -230,6 +231,8 @@ def test_info_sections_over_a_connection(node: ServerProcess) -> None:
     assert "Commandstats" not in default and "Latencystats" not in default  # as Redis 7
     assert every["Server"]["tcp_port"] == str(node.port)
     assert every["Server"]["redis_version"]
+    # the server runs the same form of the hot path as this test process (respkv/compiled.py)
+    assert every["Server"]["respkv_compiled"] == f"{len(compiled_modules())}/{len(MODULES)}"
     assert int(every["Clients"]["connected_clients"]) >= 1
     assert int(every["Memory"]["used_memory"]) >= 0
     assert every["Persistence"]["aof_enabled"] == "1"
