@@ -12,14 +12,22 @@ columns are the CPU per operation of the median run: the harness process (all it
 threads, under one GIL) and the three server processes together (from /proc). At 8 threads the
 machine or the harness's GIL is saturated, so they say which side bounds the figure.
 
+The respkv servers run the hot path as ``pip install .`` installs it, compiled with mypyc
+(respkv/compiled.py; the bench builds a compiled copy of the tree in a temporary directory and
+starts the nodes from it); ``--form source`` runs the sources uncompiled, as an editable install
+does. The first line says which form the servers reported (INFO server respkv_compiled).
+
     python bench/bench_cluster.py [--seconds 5] [--repeat 3] [--threads 1,8] [--engine lsm]
+                                  [--form compiled|source]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import redis  # noqa: E402
 
+from respkv.testing.build import build_compiled_tree  # noqa: E402
 from respkv.testing.cluster import LocalCluster  # noqa: E402
 from respkv.testing.procs import ServerProcess, start_redis, wait_for_port  # noqa: E402
 
@@ -143,16 +152,24 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", default="1,8")
     ap.add_argument("--engine", default="lsm", choices=("lsm", "memory"))
+    ap.add_argument("--form", default="compiled", choices=("compiled", "source"))
     args = ap.parse_args()
+    tree = None
+    if args.form == "compiled":
+        # the nodes run ``python -m respkv.cli`` from the working directory: the compiled copy
+        tree = build_compiled_tree(tempfile.mkdtemp(prefix="respkv-compiled-"))
+        os.chdir(tree)
     thread_counts = [int(x) for x in args.threads.split(",")]
     redis_procs = start_redis_with_replicas()
     cluster = LocalCluster(3, engine=args.engine)
     try:
         ports = cluster.ports
         assert cluster.info(0)["n_effective"] == 3
+        compiled = cluster.client(0).info("server")["respkv_compiled"]
         print(f"respkv: 3 nodes, N=3 W=2 R=2, engine={args.engine}, plain SET; redis-server: master"
               f" + 2 replicas, SET+WAIT 1 1000 pipelined; 100-byte values, {args.seconds:g} s per "
-              f"run, median of {args.repeat}; cpus={os.cpu_count()}")
+              f"run, median of {args.repeat}; cpus={os.cpu_count()}; respkv servers: {args.form} "
+              f"(compiled hot-path modules: {compiled})")
         print(f"{'threads':>7} {'system':<34} {'ops/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
               f"{'respkv/redis':>12} {'client us/op':>12} {'servers us/op':>13}")
         redis_pids = [p.pid for p in redis_procs]
@@ -179,6 +196,8 @@ def main() -> int:
         cluster.stop()
         for p in redis_procs:
             p.stop()
+        if tree is not None:
+            shutil.rmtree(tree, ignore_errors=True)
     return 0
 
 

@@ -16,8 +16,8 @@ import sys
 import pytest
 
 from respkv.compiled import MODULES
+from respkv.testing.build import build_compiled_tree
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tests that exercise the compiled modules: their own unit tests, the coordinator and
 # peer code around them, whole clusters in one process (the simulation) and in three.
 TEST_PATHS = ["tests/cluster", "tests/cluster_node", "tests/node", "tests/sim",
@@ -29,20 +29,10 @@ def test_the_suite_of_the_compiled_modules_passes_against_them(tmp_path) -> None
     pytest.importorskip("mypyc.build")
     if shutil.which(os.environ.get("CC", "cc")) is None:
         pytest.skip("no C compiler")
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    for name in ("respkv", "tests"):
-        shutil.copytree(os.path.join(ROOT, name), tree / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.so", ".hypothesis"))
-    for name in ("setup.py", "pyproject.toml", "README.md"):
-        shutil.copy(os.path.join(ROOT, name), tree / name)
+    tree = build_compiled_tree(str(tmp_path / "tree"), with_tests=True)
     env = {**os.environ, "RESPKV_COMPILE": "1"}
     env.pop("RESPKV_PURE_PYTHON", None)
     env.pop("PYTHONPATH", None)
-    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
-                           cwd=tree, env=env, capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    assert "installing the pure-Python modules" not in build.stderr, build.stderr[-3000:]
     check = subprocess.run(
         [sys.executable, "-c", "from respkv.compiled import compiled_modules as c; print(c())"],
         cwd=tree, env=env, capture_output=True, text=True, timeout=60)
