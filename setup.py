@@ -3,10 +3,10 @@ built (``pip install .``). Everything else about the package is in pyproject.tom
 
 Not compiled: an editable install (``pip install -e .``: edits must take effect without a
 rebuild), an sdist, or any build with ``RESPKV_PURE_PYTHON=1`` in the environment.
-``RESPKV_COMPILE=1`` compiles for any command (tests/test_compiled.py: ``setup.py build_ext
---inplace`` in a copy of the tree). If mypyc is
-missing or the C compiler fails, the build warns and installs the sources alone, which run the
-same (only slower)."""
+``RESPKV_COMPILE=1`` compiles for any command (respkv/testing/build.py: ``setup.py build_ext
+--inplace`` in a copy of the tree). If mypyc is missing or refuses the modules, or the C
+compiler fails, the build warns and installs the sources alone, which run the same (only
+slower)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import zipfile
 import pytest
 
 from respkv.compiled import MODULES
-from respkv.testing.build import build_compiled_tree
+from respkv.testing.build import ROOT, build_compiled_tree
 
 # The tests that exercise the compiled modules: their own unit tests, the coordinator and
 # peer code around them, whole clusters in one process (the simulation) and in three.
@@ -54,7 +54,6 @@ def test_pip_builds_a_compiled_wheel(tmp_path) -> None:
     requirements of pyproject.toml installed, from the package index) whose wheel holds every
     compiled module. Found by hand: without hiredis and xxhash among the build requirements
     mypyc refused the modules and setup.py fell back to the sources."""
-    ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if shutil.which(os.environ.get("CC", "cc")) is None:
         pytest.skip("no C compiler")
     src = tmp_path / "src"
