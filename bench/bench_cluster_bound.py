@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
@@ -51,6 +52,29 @@ def set_affinity(pid: int, cpus: set[int]) -> None:
             os.sched_setaffinity(int(tid), cpus)
         except ProcessLookupError:
             pass  # a thread that ended meanwhile
+
+
+def switches(pids: list[int]) -> int:
+    """Context switches (voluntary and not) of every thread of ``pids`` so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    for line in f:
+                        if "ctxt_switches:" in line:  # voluntary_ and nonvoluntary_
+                            total += int(line.split()[1])
+            except OSError:
+                pass  # a thread that ended meanwhile
+    return total
+
+
+def measured(threads: int, seconds: float, op: Callable[[int], Callable[[int], None]],
+             pids: list[int]) -> tuple[float, float, float, float, float, float]:
+    """bench_cluster.run's figures plus the servers' context switches per operation."""
+    before = switches(pids)
+    r = B.run(threads, seconds, op, pids)
+    return (*r, (switches(pids) - before) / (r[0] * seconds))
 
 
 def in_process_servers_us(tree: str, clients: int, engine: str) -> float:
@@ -87,7 +111,7 @@ def main() -> int:
     os.chdir(tree)  # the nodes run ``python -m respkv.cli`` from the working directory
     redis_procs = B.start_redis_with_replicas()
     cluster = LocalCluster(3, engine=args.engine)
-    rows: dict[str, list[tuple[float, float, float, float, float]]] = {
+    rows: dict[str, list[tuple[float, float, float, float, float, float]]] = {
         "redis": [], "free": [], "pinned": []}
     try:
         compiled = cluster.client(0).info("server")["respkv_compiled"]
@@ -96,16 +120,16 @@ def main() -> int:
         everywhere = set(cpus)
         B.run(args.threads, 1, B.respkv_op(cluster.ports), pids)  # warm-up
         for _ in range(args.repeat):
-            rows["redis"].append(B.run(args.threads, args.seconds,
-                                       B.redis_op(redis_procs[0].port), redis_pids))
-            rows["free"].append(B.run(args.threads, args.seconds, B.respkv_op(cluster.ports),
-                                      pids))
+            rows["redis"].append(measured(args.threads, args.seconds,
+                                          B.redis_op(redis_procs[0].port), redis_pids))
+            rows["free"].append(measured(args.threads, args.seconds,
+                                         B.respkv_op(cluster.ports), pids))
             for pid in pids:
                 set_affinity(pid, node_cpu)
             os.sched_setaffinity(0, harness_cpus)  # threads started from here inherit it
             try:
-                rows["pinned"].append(B.run(args.threads, args.seconds,
-                                            B.respkv_op(cluster.ports), pids))
+                rows["pinned"].append(measured(args.threads, args.seconds,
+                                               B.respkv_op(cluster.ports), pids))
             finally:
                 for pid in pids:
                     set_affinity(pid, everywhere)
@@ -125,15 +149,15 @@ def main() -> int:
     print(f"{args.threads} client threads, {args.seconds:g} s runs, medians of {args.repeat}; "
           f"cpus={len(cpus)}; respkv servers: {args.form} (compiled modules: {compiled}); "
           f"pinned: nodes on CPU {cpus[-1]}, harness on {sorted(harness_cpus)}")
-    print(f"{'row':<50} {'ops/s':>7} {'harness us/op':>13} {'servers us/op':>13}")
-    print(f"{'redis SET+WAIT 1 1000 pipelined':<50} {med('redis', 0):>7.0f} "
-          f"{med('redis', 3):>13.0f} {med('redis', 4):>13.0f}")
-    print(f"{'respkv SET N=3 W=2, nodes free':<50} {med('free', 0):>7.0f} "
-          f"{med('free', 3):>13.0f} {med('free', 4):>13.0f}")
-    print(f"{'respkv, the three nodes pinned to one CPU':<50} {med('pinned', 0):>7.0f} "
-          f"{med('pinned', 3):>13.0f} {med('pinned', 4):>13.0f}")
-    print(f"{'respkv, the three nodes in one process':<50} {'':>7} {'':>13} "
-          f"{one_process:>13.0f}")
+    print(f"{'row':<44} {'ops/s':>7} {'harness us/op':>13} {'servers us/op':>13} "
+          f"{'server switches/op':>18}")
+    for name, label in (("redis", "redis SET+WAIT 1 1000 pipelined"),
+                        ("free", "respkv SET N=3 W=2, nodes free"),
+                        ("pinned", "respkv, the three nodes pinned to one CPU")):
+        print(f"{label:<44} {med(name, 0):>7.0f} {med(name, 3):>13.0f} {med(name, 4):>13.0f} "
+              f"{med(name, 5):>18.2f}")
+    print(f"{'respkv, the three nodes in one process':<44} {'':>7} {'':>13} "
+          f"{one_process:>13.0f} {'0':>18}")
     redis_harness_cpus = med("redis", 0) * med("redis", 3) / 1e6
     target = 1.5 * med("redis", 0)
     harness_cpu = target * med("free", 3) / 1e6
