@@ -5,6 +5,7 @@ from respkv.commands import (  # noqa: F401
     client,
     cluster_cmds,
     connection,
+    databases,
     dump,
     keys,
     server,

@@ -22,7 +22,7 @@ from typing import Any
 
 from respkv.commands import errors as E
 from respkv.commands.errors import CommandError
-from respkv.commands.keyspace import Keyspace, unwatch_all
+from respkv.commands.keyspace import Keyspace, load_db_map, unwatch_all
 from respkv.config import Config
 from respkv.protocol.resp import ErrorReply, SimpleString
 from respkv.storage.api import Engine
@@ -187,7 +187,11 @@ class ServerState:
         *,
         run_id: str = "0" * 40,
         rng: Any = None,
+        db_map: bool = True,
     ) -> None:
+        """``db_map``: the databases follow the database map stored in ``engine`` (single-node
+        mode, docs/formats/dbmap.md; DbMapError if it is damaged). A cluster node passes False:
+        its keys are stored by ring token, the identity is all it uses and nothing is read."""
         self.table = TABLE  # the commands this server runs (a cluster node: its own copy)
         self.config = config
         # Randomness for RANDOMKEY and the like: any object with .random() and .randrange(n);
@@ -197,7 +201,13 @@ class ServerState:
         self.clock_ms = clock_ms
         self.run_id = run_id
         self.start_ms = clock_ms()
-        self.dbs = [Keyspace(engine, i, clock_ms) for i in range(config.databases)]
+        # The database map: entry n is the physical database (stored key prefix) of the database
+        # a client SELECTs as n, and dbs[n] is its Keyspace, so that a command pays nothing for
+        # the map (a client holds its resolved Keyspace: Client.db). SWAPDB exchanges two of
+        # each and persists the map (respkv/commands/databases.py).
+        self.db_map = (load_db_map(engine, config.databases) if db_map
+                       else list(range(config.databases)))
+        self.dbs = [Keyspace(engine, p, clock_ms) for p in self.db_map[:config.databases]]
         self.clients: dict[int, Client] = {}
         self._next_client_id = 0
         self.stats: dict[str, int] = {

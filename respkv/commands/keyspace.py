@@ -3,7 +3,9 @@
 Contract:
 * Every stored key is ``prefix + user_key``; the prefix (2 bytes, the db number big-endian) keeps
   databases apart in one engine, so a database is one contiguous key range (FLUSHDB is one
-  ``delete_range``, SCAN one ordered scan).
+  ``delete_range``, SCAN one ordered scan). A Keyspace is one such range, its *physical* database
+  ``db``; the database map (``load_db_map``, docs/formats/dbmap.md) says which Keyspace each
+  SELECTable number uses: ``ServerState.dbs[n]``, exchanged by SWAPDB.
 * Expiry as Redis does it: a key whose ``expire_at_ms`` is at or before ``now`` does not exist for
   any command (lazy expiry deletes it on access), and ``active_expire_cycle`` removes expired keys
   that nobody touches, walking the keys that have a TTL in bounded steps.
@@ -35,7 +37,50 @@ RANDOM_KEY_LOOKAHEAD = 16
 
 
 def db_prefix(db: int) -> bytes:
+    """The prefix of the stored keys of *physical* database ``db`` (a Keyspace's ``db``); which
+    physical database a SELECTed number uses is the database map's business (below)."""
     return db.to_bytes(2, "big")
+
+
+# -- the database map (docs/formats/dbmap.md) ---------------------------------------------------
+
+DB_MAP_KEY = b"\xff\xffdbmap"
+"""The engine key of the database map: under the reserved ``ff ff`` prefix, which no database
+range reaches (databases <= 65535, so the highest database prefix is ``ff fe``)."""
+DB_MAP_VERSION = 1
+
+
+class DbMapError(ValueError):
+    """A stored database map that breaks docs/formats/dbmap.md; the node refuses to open."""
+
+
+def encode_db_map(physical: list[int]) -> bytes:
+    """The record value of ``physical`` (entry i: the physical database of logical i), which
+    must be a permutation of 0..len-1 with 1..65535 entries."""
+    return (bytes((DB_MAP_VERSION,)) + len(physical).to_bytes(2, "big")
+            + b"".join(p.to_bytes(2, "big") for p in physical))
+
+
+def decode_db_map(value: bytes) -> list[int]:
+    """The entries of a stored map value; DbMapError if it breaks the format's rules."""
+    if len(value) < 3 or value[0] != DB_MAP_VERSION:
+        raise DbMapError(f"database map {DB_MAP_KEY!r}: unknown version or truncated header")
+    n = int.from_bytes(value[1:3], "big")
+    if n == 0 or len(value) != 3 + 2 * n:
+        raise DbMapError(f"database map {DB_MAP_KEY!r}: {len(value)} bytes for {n} entries")
+    physical = [int.from_bytes(value[i:i + 2], "big") for i in range(3, 3 + 2 * n, 2)]
+    if sorted(physical) != list(range(n)):
+        raise DbMapError(f"database map {DB_MAP_KEY!r}: entries are not a permutation of 0..{n - 1}")
+    return physical
+
+
+def load_db_map(engine: Engine, databases: int) -> list[int]:
+    """The database map as stored in ``engine`` (the identity when there is no record), extended
+    with the identity up to ``databases`` entries. Entry i is the physical database of logical
+    database i; entries past ``databases`` are kept for the next write (dbmap.md)."""
+    rec = engine.get(DB_MAP_KEY)
+    physical = decode_db_map(rec.value) if rec is not None else []
+    return physical + list(range(len(physical), databases))
 
 
 def key_successor(prefix: bytes) -> bytes | None:

@@ -625,7 +625,7 @@ def _keyspace_counts(server: ServerState) -> dict[int, tuple[int, int, int, bool
     now = server.clock_ms()
     out = {}
     budget = KEYSPACE_SCAN_LIMIT
-    for db in server.dbs:
+    for n, db in enumerate(server.dbs):  # n: the database's number (SWAPDB may have moved it)
         keys = expires = ttl_sum = 0
         partial = False
         for _, rec in db.items():
@@ -638,7 +638,7 @@ def _keyspace_counts(server: ServerState) -> dict[int, tuple[int, int, int, bool
                 expires += 1
                 ttl_sum += rec.expire_at_ms - now
         if keys:
-            out[db.db] = (keys, expires, ttl_sum // expires if expires else 0, partial)
+            out[n] = (keys, expires, ttl_sum // expires if expires else 0, partial)
         if partial:
             break
     return out

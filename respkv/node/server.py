@@ -253,8 +253,12 @@ class Node:
         self.rng = rng if rng is not None else random.Random()
         self.nonce = nonce
         self.engine = engine if engine is not None else open_engine(config, clock_ms)
+        from respkv.node.coordinator import is_cluster_config
+
+        # Single-node mode: the databases follow the stored map (SWAPDB, docs/formats/dbmap.md).
         self.state = ServerState(
-            config, self.engine, clock_ms, run_id=nonce(20).hex(), rng=self.rng
+            config, self.engine, clock_ms, run_id=nonce(20).hex(), rng=self.rng,
+            db_map=not is_cluster_config(config),
         )
         self.state.info_providers["persistence"] = self._persistence_info
         self.state.info_providers["storage"] = lambda: {"engine": self.config.engine,
@@ -968,15 +972,17 @@ class Node:
         start = self._ttl_scan
         if start is None:
             return 0
-        dbs = self.state.dbs
+        # Stored keys carry their physical database (SWAPDB's map: Keyspace.db); a prefix no
+        # SELECTable database uses (databases lowered since) is nobody's to expire.
+        by_physical = {ks.db: ks for ks in self.state.dbs}
         noted = 0
         last = None
         for skey, rec in islice(self.engine.scan(start), budget):
             last = skey
             if rec.expire_at_ms:
-                db = int.from_bytes(skey[:2], "big")
-                if db < len(dbs):
-                    dbs[db].note_ttl(skey[2:], rec.expire_at_ms)
+                ks = by_physical.get(int.from_bytes(skey[:2], "big"))
+                if ks is not None:
+                    ks.note_ttl(skey[2:], rec.expire_at_ms)
                     noted += 1
         self._ttl_scan = None if last is None else last + b"\x00"
         self.ttls_discovered += noted
