@@ -51,6 +51,10 @@ SETTINGS: tuple[Setting, ...] = (
             runtime=True),
     Setting("protected_mode", bool, True, "", "Without a password, accept only loopback clients.",
             runtime=True),
+    Setting("enable_debug_command", str, "no", "", "Who may run DEBUG (SLEEP, OBJECT, "
+            "SET-ACTIVE-EXPIRE, HELP): nobody (no, redis-server 7.0's default), everyone (yes), "
+            "or clients on a loopback address or unix socket (local).",
+            choices=("no", "yes", "local")),
     Setting("proto_max_bulk_len", int, 512 * 1024 * 1024, "bytes",
             "Largest bulk string a client may send.", runtime=True, minimum=1024 * 1024),
     Setting("client_output_buffer_limit_hard", int, 0, "bytes",
@@ -190,6 +194,7 @@ class Config:
     timeout: int = 0
     requirepass: str = ""
     protected_mode: bool = True
+    enable_debug_command: str = "no"
     proto_max_bulk_len: int = 512 * 1024 * 1024
     client_output_buffer_limit_hard: int = 0
     client_query_buffer_limit: int = 1024 * 1024 * 1024

@@ -8,6 +8,7 @@ from respkv.commands import (  # noqa: F401
     databases,
     dump,
     keys,
+    maintenance,
     server,
     strings,
     transactions,

@@ -14,6 +14,7 @@ and carried out by the node layer.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from respkv.commands import errors as E
-from respkv.commands.errors import CommandError
+from respkv.commands.errors import CommandError, RejectedError
 from respkv.commands.keyspace import Keyspace, load_db_map, unwatch_all
 from respkv.config import Config
 from respkv.protocol.resp import ErrorReply, SimpleString
@@ -224,6 +225,18 @@ class ServerState:
         self.shutdown_requested: str | None = None  # "save"/"nosave"/"" once SHUTDOWN was called
         self.info_providers: dict[str, Callable[[], dict[str, Any]]] = {}
         self.on_config_set: Callable[[str, str], None] | None = None
+        # INFO errorstats: error code ("ERR", "WRONGTYPE", ...) -> error replies sent with it
+        # (total_error_replies is their sum); reset by CONFIG RESETSTAT with cmdstats.
+        self.errorstats: dict[str, int] = {}
+        # Set by the node: ``perf_us()`` a monotonic microsecond clock timing the commands EXEC
+        # runs (None: they count 0 us); its latency histograms, ``on_new_cmdstat(name)`` called
+        # when a cmdstats entry is made (the node makes the command's histogram with it) and
+        # ``observe_latency(name, us)`` for each call counted by account_command.
+        self.perf_us: Callable[[], int] | None = None
+        self.on_new_cmdstat: Callable[[str], Any] | None = None
+        self.observe_latency: Callable[[str, int], None] | None = None
+        # DEBUG SET-ACTIVE-EXPIRE: the node's active expiry cycle runs only while this is true.
+        self.active_expire_enabled = True
 
     def new_client(self, peer: str = "", laddr: str = "") -> Client:
         self._next_client_id += 1
@@ -236,6 +249,15 @@ class ServerState:
         self.clients.pop(client.id, None)
         if client.watched:
             unwatch_all(client)
+
+    def cmdstat(self, name: str) -> list[int]:
+        """The INFO commandstats entry of ``name``: [calls, usec, rejected, failed]."""
+        st = self.cmdstats.get(name)
+        if st is None:
+            st = self.cmdstats[name] = [0, 0, 0, 0]
+            if self.on_new_cmdstat is not None:
+                self.on_new_cmdstat(name)
+        return st
 
     def slowlog_record(self, duration_us: int, args: list[bytes], client: Client) -> None:
         if duration_us < self.config.slowlog_log_slower_than or self.config.slowlog_log_slower_than < 0:
@@ -287,7 +309,8 @@ def execute(spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
     if (n != a) if a > 0 else (n < -a):
         return _reject(spec, client, (E.WRONG_ARGS % spec.name).removeprefix("ERR "))
     if not client.authenticated and "noauth" not in spec.flags:
-        return _reject(spec, client, E.NOAUTH)
+        # (a protected command's own refusal comes first; when authenticated, its handler's)
+        return _reject(spec, client, _protected_or(spec, client, E.NOAUTH))
     try:
         return spec.handler(client, args)
     except ErrorReply as e:
@@ -300,6 +323,8 @@ def execute(spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
 
 # Run even between MULTI and EXEC, as redis-server's processCommand does (the others queue).
 NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
+PROTECTED_COMMANDS = frozenset({"debug"})
+"""redis-server's CMD_PROTECTED commands (not a flag COMMAND shows): see protected_refusal."""
 QUEUED = SimpleString("QUEUED")
 
 
@@ -316,11 +341,13 @@ def _queue(spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
     n = len(args)
     if (n != a) if a > 0 else (n < -a):
         return _reject(spec, client, (E.WRONG_ARGS % spec.name).removeprefix("ERR "))
+    refusal = _protected_or(spec, client, None)  # DEBUG not enabled: refused now, as Redis
+    if refusal is not None:
+        return _reject(spec, client, refusal)
     if not client.authenticated and "noauth" not in spec.flags:
         return _reject(spec, client, E.NOAUTH)
     if "no_multi" in spec.flags:
-        client.multi_error = True
-        return CommandError(E.NOT_IN_TRANSACTION)
+        return _reject(spec, client, E.NOT_IN_TRANSACTION)
     if spec.name in NOT_QUEUED:
         try:
             return spec.handler(client, args)
@@ -333,7 +360,7 @@ def _queue(spec: CommandSpec | None, client: Client, args: list[bytes]) -> Any:
     return QUEUED
 
 
-def _reject(spec: CommandSpec, client: Client, error: str) -> CommandError:
+def _reject(spec: CommandSpec, client: Client, error: str) -> RejectedError:
     """redis-server's rejectCommand: inside MULTI the transaction will abort; a rejected EXEC
     (in MULTI or not) answers EXECABORT quoting the error (a formatted one without its ERR, a
     shared one whole) and leaves MULTI. ``error``: without ERR if it is a formatted one."""
@@ -343,8 +370,84 @@ def _reject(spec: CommandSpec, client: Client, error: str) -> CommandError:
         from respkv.commands.transactions import discard_transaction
 
         discard_transaction(client)
-        return CommandError(E.EXECABORT_BECAUSE % error)
-    return CommandError(error if not error[0].islower() else "ERR " + error)
+        return RejectedError(E.EXECABORT_BECAUSE % error)
+    return RejectedError(error if not error[0].islower() else "ERR " + error)
+
+
+def _protected_or(spec: CommandSpec, client: Client, otherwise: Any) -> Any:
+    if spec.name in PROTECTED_COMMANDS:
+        refusal = protected_refusal(client)
+        if refusal is not None:
+            return refusal
+    return otherwise
+
+
+def protected_refusal(client: Client) -> str | None:
+    """Why a ``protected`` command (DEBUG) may not run for ``client``, or None: redis-server
+    7.0's enable-debug-command, ``no`` by default (refused), ``yes``, or ``local`` (only from a
+    loopback address or a unix socket: a peer without a port)."""
+    mode = client.server.config.enable_debug_command
+    if mode == "yes" or (mode == "local" and is_local_peer(client.peer)):
+        return None
+    return E.DEBUG_NOT_ALLOWED
+
+
+def is_local_peer(peer: str) -> bool:
+    """redis-server's islocalClient for a peer "host:port" ("" or a path: a unix socket)."""
+    host, sep, _ = peer.rpartition(":")
+    if not sep:
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host in ("", "localhost")
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool((mapped or ip).is_loopback)
+
+
+# -- INFO commandstats and errorstats --------------------------------------------------------------
+
+
+def count_error_reply(server: ServerState, reply: ErrorReply) -> None:
+    """One error reply sent (redis-server's afterErrorReply): INFO errorstats counts it under its
+    code, the text before the first space within its first 32 bytes ("ERR" without one)."""
+    text = str(reply)
+    space = text.find(" ", 0, 32)
+    code = text[:space] if space >= 0 else "ERR"
+    errorstats = server.errorstats
+    errorstats[code] = errorstats.get(code, 0) + 1
+
+
+def account_command(server: ServerState, spec: CommandSpec | None, client: Client,
+                    args: list[bytes], reply: Any, dt_us: int) -> None:
+    """The statistics of one dispatched command, as redis-server 7.0 keeps them: a command
+    queued by MULTI counts nothing now (EXEC counts it when it runs it); a rejected one
+    (``RejectedError``) one ``rejected_calls`` and no call; any other one call, its time, and
+    one ``failed_calls`` if it answered an error; every error reply is counted in errorstats;
+    the slow log records calls from ``slowlog-log-slower-than`` on (not EXEC's own: its
+    commands are recorded one by one). The node's serve loop inlines the common case (no
+    error); EXEC (respkv/commands/transactions.py) and the node's other paths call this."""
+    if spec is None:
+        if isinstance(reply, ErrorReply):
+            count_error_reply(server, reply)
+        return
+    client.last_cmd = spec.name
+    if reply is QUEUED:
+        return
+    st = server.cmdstat(spec.name)
+    if isinstance(reply, ErrorReply):
+        count_error_reply(server, reply)
+        if isinstance(reply, RejectedError):
+            st[2] += 1
+            return
+        st[3] += 1
+    st[0] += 1
+    st[1] += dt_us
+    observe = server.observe_latency
+    if observe is not None:
+        observe(spec.name, dt_us)
+    if dt_us >= server.config.slowlog_log_slower_than >= 0 and "skip_slowlog" not in spec.flags:
+        server.slowlog_record(dt_us, args, client)
 
 
 def _handler_failed(spec: CommandSpec, client: Client) -> CommandError:

@@ -187,3 +187,31 @@ INVALID_TTL = "ERR Invalid TTL value, must be >= 0"
 INVALID_IDLETIME = "ERR Invalid IDLETIME value, must be >= 0"
 INVALID_FREQ = "ERR Invalid FREQ value, must be >= 0 and <= 255"
 DUMP_UNSUPPORTED_TYPE = "ERR DUMP payload holds a %s value: respkv stores strings only"
+
+# -- BGREWRITEAOF LOLWUT DEBUG REPLICAOF READONLY (respkv/commands/maintenance.py; redis-server
+# 7.0 aof.c, debug.c, replication.c, cluster.c) -------------------------------------------------
+
+
+class RejectedError(CommandError):
+    """An error given before the command ran (wrong arity, not authenticated, not allowed in a
+    transaction, DEBUG not enabled): INFO commandstats counts it as ``rejected_calls`` and not
+    as a call, as redis-server's rejectCommand does; any other error reply of a command that
+    ran is one of its ``failed_calls``."""
+
+
+AOF_REWRITE_IN_PROGRESS = "ERR Background append only file rewriting already in progress"
+AOF_REWRITE_FAILED = (
+    "ERR Can't execute an AOF background rewriting. Please check the server logs for more "
+    "information."
+)
+DEBUG_NOT_ALLOWED = (
+    "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you "
+    "can run it from a local connection, otherwise you need to set this option in the "
+    "configuration file, and then restart the server."
+)
+INVALID_MASTER_PORT = "ERR Invalid master port"
+REPLICAOF_REASON = (
+    "respkv replicates through its cluster, not through master-replica links; to make a node a "
+    "copy of others, start it as a cluster member (`respkv server --node-id ID --seed "
+    "HOST:PEERPORT`, docs/cluster.md) and it joins and streams its share of the keys"
+)  # with MULTI_UNSUPPORTED

@@ -731,16 +731,20 @@ def _persistence_section(server: ServerState) -> dict[str, Any]:
         "rdb_last_bgsave_status": "ok",
         "rdb_saves": 0,
         "aof_enabled": 1 if server.config.engine == "lsm" else 0,
+        # BGREWRITEAOF (respkv/commands/maintenance.py); the node's provider fills them in
         "aof_rewrite_in_progress": 0,
         "aof_rewrite_scheduled": 0,
+        "aof_last_rewrite_time_sec": -1,
+        "aof_current_rewrite_time_sec": -1,
+        "aof_last_bgrewrite_status": "ok",
+        "aof_rewrites": 0,
+        "aof_rewrites_consecutive_failures": 0,
         "aof_last_write_status": "ok",
     }
 
 
 def _stats_section(server: ServerState) -> dict[str, Any]:
     st = server.stats
-    failed = sum(v[3] for v in server.cmdstats.values())
-    rejected = sum(v[2] for v in server.cmdstats.values())
     return {
         "total_connections_received": st.get("total_connections_received", 0),
         "total_commands_processed": st.get("total_commands_processed", 0),
@@ -765,7 +769,7 @@ def _stats_section(server: ServerState) -> dict[str, Any]:
         "pubsubshard_channels": 0,
         "latest_fork_usec": 0,
         "total_forks": 0,
-        "total_error_replies": failed + rejected,
+        "total_error_replies": sum(server.errorstats.values()),
     }
 
 
@@ -806,6 +810,11 @@ def _commandstats_section(server: ServerState) -> dict[str, Any]:
     return out
 
 
+def _errorstats_section(server: ServerState) -> dict[str, Any]:
+    """``errorstat_ERR:count=3``, by error code in byte order (redis-server's rax order)."""
+    return {"errorstat_" + code: "count=%d" % n for code, n in sorted(server.errorstats.items())}
+
+
 def _keyspace_section(server: ServerState) -> dict[str, Any]:
     return {
         "db%d" % n: "keys=%d,expires=%d,avg_ttl=%d" % (keys, expires, avg) + (",partial=1" if part else "")
@@ -831,6 +840,7 @@ _SECTION_BUILDERS: dict[str, Callable[[ServerState], dict[str, Any]]] = {
     "replication": _replication_section,
     "cpu": _cpu_section,
     "commandstats": _commandstats_section,
+    "errorstats": _errorstats_section,
     "cluster": lambda server: {"cluster_enabled": 0},
     "keyspace": _keyspace_section,
     "respkv": _respkv_section,
@@ -1128,6 +1138,7 @@ def reset_stats(server: ServerState) -> None:
         for k in db.stats:
             db.stats[k] = 0
     server.cmdstats.clear()
+    server.errorstats.clear()
 
 
 @CONFIG.sub("resetstat", 2, _CFG_FLAGS, "Reset the stats returned by INFO", "2.0.0")

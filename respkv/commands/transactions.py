@@ -10,6 +10,11 @@ As redis-server 7.0 (multi.c), checked against it by compat/test_transactions.py
   commands on one thread and a handler never awaits, so no other client's command can
   interleave. Its reply is the array of their replies, errors included (a command failing at
   run time, e.g. INCR of a non-integer, does not stop the others: no rollback, as Redis).
+* Statistics (INFO commandstats, errorstats, the slow log, latency histograms): a queued
+  command counts nothing when it is queued; EXEC counts each command as it runs it
+  (``core.account_command``: its call, time, and failure if it answered an error), then the
+  node counts EXEC itself, its time including theirs, failed only if EXEC's own reply is an
+  error (EXECABORT, EXEC without MULTI). A command refused while queuing counts as rejected.
 * WATCH: EXEC answers a null array and runs nothing when a watched key changed since it was
   watched -- written by anyone (this client too), deleted, expired, flushed -- or is expired at
   EXEC time though it was not when watched. The keyspace touches watched keys on every write
@@ -24,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from respkv.commands import errors as E
-from respkv.commands.core import TABLE, Client, execute
+from respkv.commands.core import TABLE, Client, account_command, execute
 from respkv.commands.errors import CommandError
 from respkv.commands.keyspace import unwatch_all
 from respkv.protocol.resp import NULL_ARRAY, OK
@@ -58,10 +63,19 @@ def exec_(client: Client, args: list[bytes]) -> Any:
         return NULL_ARRAY
     unwatch_all(client)  # as redis-server: before running, so the commands touch nothing
     client.executing = len(queued)
+    server = client.server
+    perf = server.perf_us
+    replies = []
     try:
-        return [execute(spec, client, argv) for spec, argv in queued]
+        for spec, argv in queued:
+            t0 = perf() if perf is not None else 0
+            reply = execute(spec, client, argv)
+            account_command(server, spec, client, argv, reply,
+                            perf() - t0 if perf is not None else 0)
+            replies.append(reply)
     finally:
         client.executing = -1
+    return replies
 
 
 @cmd("discard", 1, FLAGS, group="transactions", summary="Discard all commands issued after MULTI",

@@ -49,7 +49,14 @@ import trio
 import respkv.commands  # noqa: F401  (registers every command module)
 from respkv.commands import errors as E
 from respkv.commands.client import set_flag
-from respkv.commands.core import Client, CommandSpec, ServerState, execute
+from respkv.commands.core import (
+    QUEUED,
+    Client,
+    CommandSpec,
+    ServerState,
+    account_command,
+    execute,
+)
 from respkv.commands.errors import CommandError
 from respkv.commands.server import (
     called_spec,
@@ -290,6 +297,19 @@ class Node:
         state.block_client = self._block_client  # type: ignore[attr-defined]
         state.unblock_client = self._unblock_client  # type: ignore[attr-defined]
         state.command_latency = self._command_latency  # type: ignore[attr-defined]
+        # EXEC's commands are timed and counted as the serve loop counts the others
+        state.perf_us = lambda: self.perf_ns() // 1000
+        state.on_new_cmdstat = self.latency.new_histogram
+        state.observe_latency = self._observe_latency
+        state.sleep_client = self._sleep_client  # type: ignore[attr-defined]  # DEBUG SLEEP
+        state.rewrite_aof = self._rewrite_aof  # type: ignore[attr-defined]  # BGREWRITEAOF
+        self._sleeps: dict[int, int] = {}  # client id -> microseconds DEBUG SLEEP asked for
+        # BGREWRITEAOF: when the running rewrite started (perf ns; None: none runs), how many
+        # finished, how long the last one took (-1: none yet) and whether it failed.
+        self._aof_rewrite_started: int | None = None
+        self.aof_rewrites = 0
+        self._aof_last_rewrite_s = -1
+        self._aof_rewrite_failures = 0  # consecutive; 0 after a rewrite that succeeded
         state.nonce = nonce  # type: ignore[attr-defined]
         state.memory_startup_bytes = process_rss_bytes()  # type: ignore[attr-defined]
         clock_us = getattr(state, "clock_us", None)
@@ -479,18 +499,18 @@ class Node:
                     else:
                         reply = await cluster.execute(spec, client, args)
                     dt = (perf() - t0) // 1000
-                    if spec is not None:
+                    if spec is None or reply is QUEUED or isinstance(reply, ErrorReply):
+                        account_command(state, spec, client, args, reply, dt)  # the rare cases
+                    else:  # account_command's common case, inlined
                         st = cmdstats.get(spec.name)
                         if st is None:
-                            st = cmdstats[spec.name] = [0, 0, 0, 0]
-                            self.latency.new_histogram(spec.name)
+                            st = state.cmdstat(spec.name)  # and its histogram
                         st[0] += 1
                         st[1] += dt
                         hists[spec.name][bucket_of[dt] if dt < FAST_US else bisect_left(bounds, dt)] += 1
-                        if isinstance(reply, ErrorReply):
-                            st[3] += 1
                         client.last_cmd = spec.name
-                        if dt >= cfg.slowlog_log_slower_than >= 0:
+                        if (dt >= cfg.slowlog_log_slower_than >= 0
+                                and "skip_slowlog" not in spec.flags):
                             state.slowlog_record(dt, args, client)
                     encode(reply, client.resp3, out)  # read after the handler: HELLO switches it
                     if gate:
@@ -550,6 +570,8 @@ class Node:
             self._feed_monitors(client, spec, args, reply)
             if mon is None and client.id in self.monitors:
                 raise _EnterMonitorMode
+        if ("sleep", client.id) in self._gate:
+            await self._sleep_after(client, spec, args)
         if reply is BLOCKED:
             self._gate.pop(("block", client.id), None)
             blk = self._blocks.get(client.id)
@@ -632,6 +654,8 @@ class Node:
         self._blocks.pop(client.id, None)
         self._gate.pop(("block", client.id), None)
         self._multi_queues.pop(client.id, None)
+        self._sleeps.pop(client.id, None)
+        self._gate.pop(("sleep", client.id), None)
 
     def _block_client(self, client: Client, timeout_ms: int) -> Raw:
         """WAIT's request (``ServerState.block_client``): the reply marker the loop awaits."""
@@ -850,22 +874,12 @@ class Node:
                  dt: int) -> None:
         """The serve loop's per-command statistics (it inlines them): commandstats, the latency
         histogram, the slow log."""
-        if spec is None:
-            return
-        state = self.state
-        st = state.cmdstats.get(spec.name)
-        if st is None:
-            st = state.cmdstats[spec.name] = [0, 0, 0, 0]
-            self.latency.new_histogram(spec.name)
-        st[0] += 1
-        st[1] += dt
-        self.latency.hists[spec.name][
-            BUCKET_OF_US[dt] if dt < FAST_US else bisect_left(LATENCY_BOUNDS_US, dt)] += 1
-        if isinstance(reply, ErrorReply):
-            st[3] += 1
-        client.last_cmd = spec.name
-        if dt >= self.config.slowlog_log_slower_than >= 0:
-            state.slowlog_record(dt, args, client)
+        account_command(self.state, spec, client, args, reply, dt)
+
+    def _observe_latency(self, name: str, us: int) -> None:
+        """``ServerState.observe_latency``: one call of ``name`` in its latency histogram."""
+        self.latency.hists[name][
+            BUCKET_OF_US[us] if us < FAST_US else bisect_left(LATENCY_BOUNDS_US, us)] += 1
 
     def _command_latency(self) -> dict[str, tuple[int, list[tuple[int, int]]]]:
         """LATENCY HISTOGRAM's source (``ServerState.command_latency``): per command with
@@ -913,10 +927,89 @@ class Node:
             ev = self._bg_progress
             await ev.wait()
 
+    # -- DEBUG SLEEP and BGREWRITEAOF ------------------------------------------------------------
+    def _sleep_client(self, client: Client, us: int) -> None:
+        """DEBUG SLEEP's request (``ServerState.sleep_client``): this connection waits ``us``
+        microseconds once the command (or the EXEC running it) returned, before its next
+        command; other connections are served meanwhile. CLIENT KILL and shutdown end it."""
+        self._sleeps[client.id] = self._sleeps.get(client.id, 0) + us
+        self._gate[("sleep", client.id)] = True
+
+    async def _sleep_after(self, client: Client, spec: CommandSpec | None,
+                           args: list[bytes]) -> None:
+        """Wait what DEBUG SLEEP asked for; the slept time is the command's own run time in
+        INFO commandstats and the slow log (as Redis, whose DEBUG SLEEP sleeps inside the
+        command); its latency histogram keeps the time the handler took."""
+        self._gate.pop(("sleep", client.id), None)
+        us = self._sleeps.pop(client.id, 0)
+        if us <= 0:
+            return
+        t0 = self.perf_ns()
+        await trio.sleep(us / 1_000_000)
+        slept = (self.perf_ns() - t0) // 1000
+        state = self.state
+        if spec is not None and spec.name in state.cmdstats:
+            state.cmdstats[spec.name][1] += slept
+        threshold = self.config.slowlog_log_slower_than
+        if (spec is not None and threshold >= 0 and slept >= threshold
+                and "skip_slowlog" not in spec.flags):
+            latest = state.slowlog[0] if state.slowlog else None
+            if latest is not None and latest.id == state.slowlog_next_id - 1 and latest.args == args:
+                latest.duration_us += slept  # the serve loop logged the command already
+            else:
+                state.slowlog_record(slept, args, client)
+
+    def _flush_pending(self) -> bool:
+        """Frozen memtables remain to be flushed (whose commit logs are still kept)."""
+        pending = getattr(self.engine, "flush_pending", None)
+        return bool(pending()) if pending is not None else False
+
+    def _rewrite_aof(self) -> str:
+        """BGREWRITEAOF's request (``ServerState.rewrite_aof``): seal the active memtable and
+        its commit log, so that the background worker flushes it to a table and deletes the
+        logs it covered (the LSM engine's equivalent of rewriting the AOF). "started",
+        "in_progress" while an earlier one's flush is pending, "failed" if the engine refused.
+        The memory engine has no log: started and done at once."""
+        if self._aof_rewrite_started is not None:
+            return "in_progress"
+        seal = getattr(self.engine, "seal_commit_log", None)
+        self._aof_rewrite_started = self.perf_ns()
+        if seal is not None:
+            try:
+                seal()
+            except Exception:
+                log.exception("event=aof_rewrite_failed")
+                self._end_aof_rewrite(failed=True)
+                return "failed"
+        if not self._flush_pending():
+            self._end_aof_rewrite(failed=False)
+        log.info("event=aof_rewrite_started")
+        return "started"
+
+    def _end_aof_rewrite(self, failed: bool) -> None:
+        started = self._aof_rewrite_started
+        self._aof_rewrite_started = None
+        if started is not None:
+            self._aof_last_rewrite_s = (self.perf_ns() - started) // 1_000_000_000
+        if failed:
+            self._aof_rewrite_failures += 1
+        else:
+            self._aof_rewrite_failures = 0
+            self.aof_rewrites += 1
+        log.info("event=aof_rewrite_done failed=%d", int(failed))
+
     def _persistence_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "loading": 0,
             "aof_enabled": 1 if self.config.engine == "lsm" else 0,
+            "aof_rewrite_in_progress": int(self._aof_rewrite_started is not None),
+            "aof_last_rewrite_time_sec": self._aof_last_rewrite_s,
+            "aof_current_rewrite_time_sec": (
+                -1 if self._aof_rewrite_started is None
+                else (self.perf_ns() - self._aof_rewrite_started) // 1_000_000_000),
+            "aof_last_bgrewrite_status": "err" if self._aof_rewrite_failures else "ok",
+            "aof_rewrites": self.aof_rewrites,
+            "aof_rewrites_consecutive_failures": self._aof_rewrite_failures,
             "appendfsync": self.config.appendfsync,
             "aof_last_write_status": "ok" if self.commit.error is None else "err",
             "aof_fsyncs": self.commit.fsyncs,
@@ -944,11 +1037,15 @@ class Node:
                     await self.sync_worker(engine.do_background_work)
                 except Exception:
                     log.exception("event=background_work_failed")
+                    if self._aof_rewrite_started is not None:
+                        self._end_aof_rewrite(failed=True)
                     await trio.sleep(1.0)
                 ev, self._bg_progress = self._bg_progress, trio.Event()
                 ev.set()
             else:
                 await trio.sleep(0.05)
+            if self._aof_rewrite_started is not None and not self._flush_pending():
+                self._end_aof_rewrite(failed=False)
 
     async def _cron_task(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Active expiry (hz times a second, as redis-server's serverCron) and idle timeouts."""
@@ -959,7 +1056,8 @@ class Node:
             ticks += 1
             if self._ttl_scan is not None:
                 self.discover_ttls(TTL_DISCOVERY_KEYS)
-            self.active_expire(deadline_ns=self.perf_ns() + 25_000_000 // self.config.hz)
+            if self.state.active_expire_enabled:  # DEBUG SET-ACTIVE-EXPIRE 0 stops it
+                self.active_expire(deadline_ns=self.perf_ns() + 25_000_000 // self.config.hz)
             if ticks % self.config.hz == 0:
                 self._close_idle_clients()
 

@@ -717,6 +717,23 @@ class LSMEngine:
     def write_stalled(self) -> bool:
         return len(self._state.frozen) >= self._max_frozen
 
+    def seal_commit_log(self) -> bool:
+        """Trio thread (BGREWRITEAOF): freeze the active memtable and start a new commit log,
+        so that background work flushes the memtable to a table and then deletes the log files
+        it covered, as a memtable that filled up would be. False (nothing done) when the active
+        memtable is empty: its log holds no record that a table does not hold already."""
+        self._check_usable()
+        if self._mem.is_empty():
+            return False
+        self._freeze()
+        if self._inline:
+            self._run_background_inline()
+        return True
+
+    def flush_pending(self) -> bool:
+        """Frozen memtables wait to be flushed (their commit logs are kept until they are)."""
+        return bool(self._state.frozen)
+
     def _run_background_inline(self) -> None:
         while self.do_background_work():
             pass
