@@ -223,6 +223,9 @@ def expire_cmd(name: str, kind: str) -> st.SearchStrategy[list[Any]]:
 # COPY MOVE OBJECT DUMP RESTORE LCS (respkv/commands/keys.py, dump.py, strings.py)
 DB_ARG = st.one_of(st.integers(0, 16).map(lambda i: b"%d" % i),
                    st.sampled_from([b"-1", b"abc", b"", b"01", b"4294967296"]))
+# SWAPDB: mostly the databases SELECT and MOVE reach, so a swap moves data a sequence sees.
+SWAPDB_INDEX = st.one_of(st.integers(0, 2).map(lambda i: b"%d" % i), DB_ARG,
+                         st.sampled_from([b"2147483648", b"-2147483649", b"1.0"]))
 COPY_OPTS = options(opt("REPLACE"), st.tuples(opt("DB"), DB_ARG), st.sampled_from([b"DB", b"FOO"]),
                     max_size=3)
 
@@ -432,6 +435,7 @@ FORMS: dict[str, st.SearchStrategy[list[Any]]] = {
     "LATENCY HELP": cmd("LATENCY", opt("HELP")),
     "COPY": cmd("COPY", KEY, KEY, COPY_OPTS),
     "MOVE": cmd("MOVE", KEY, DB_ARG),
+    "SWAPDB": cmd("SWAPDB", SWAPDB_INDEX, SWAPDB_INDEX),
     "OBJECT ENCODING": cmd("OBJECT", opt("ENCODING"), KEY),
     "OBJECT REFCOUNT": cmd("OBJECT", opt("REFCOUNT"), KEY),
     "OBJECT FREQ": cmd("OBJECT", opt("FREQ"), KEY),
