@@ -156,12 +156,13 @@ def debug(client: Client, args: list[bytes]) -> Any:
     if sub == b"help" and n == 2:
         return help_reply("DEBUG", _DEBUG_HELP)
     if sub == b"sleep" and n == 3:
-        us = strtod_prefix(args[2]) * 1_000_000
-        if us != us or us <= 0 or us == float("inf"):
-            return OK  # nanosleep refuses a negative time: Redis answers at once
+        seconds = strtod_prefix(args[2])  # decimal only: no inf, nan or hex floats
+        us = int(seconds * 1_000_000) if abs(seconds) < 1e12 else 0  # (long long): truncated
+        if us <= 0:  # nanosleep refuses a negative time (and C's overflowed casts are < 0)
+            return OK  # Redis answers at once
         sleep = getattr(client.server, "sleep_client", None)
         if sleep is not None:
-            sleep(client, int(us))
+            sleep(client, us)
         return OK
     if sub == b"object" and n == 3:
         value = _stored_value(client, args[2])
