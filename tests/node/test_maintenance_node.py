@@ -72,8 +72,9 @@ async def connect(node: Node) -> Conn:
 
 
 async def eventually(cond: Callable[[], object]) -> None:
+    """Wait until ``cond()`` holds (node state that has no event to wait on); 10 s at most."""
     with trio.fail_after(10):
-        while not cond():
+        while not cond():  # noqa: ASYNC110
             await trio.sleep(0.01)
 
 
