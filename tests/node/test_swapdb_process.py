@@ -1,17 +1,22 @@
 """SWAPDB on a real node process (docs/formats/dbmap.md): the map survives a clean restart and
 a SIGKILL right after the reply, under every appendfsync policy (the reply is sent once the
 map's record is as durable as a write), and a swap interleaved with writes recovers to exactly
-what was acknowledged. In cluster mode SWAPDB keeps its clear error and writes no map."""
+what was acknowledged; TTLs found at start-up go to the database holding the key. In cluster
+mode SWAPDB keeps its clear error and writes no map."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import hiredis
 import pytest
 import redis
 
-from respkv.commands.keyspace import DB_MAP_KEY
+from respkv.commands.keyspace import DB_MAP_KEY, db_prefix, encode_db_map
+from respkv.config import Config
+from respkv.node.server import Node
+from respkv.storage.memory import MemoryEngine
 from respkv.testing.inproc import command, running_nodes
 from respkv.testing.procs import start_respkv
 
@@ -113,6 +118,26 @@ def test_swaps_interleaved_with_writes_recover_to_what_was_acknowledged(tmp_path
         r.close()
     finally:
         srv.stop()
+
+
+def test_ttls_found_at_start_up_go_to_the_database_holding_the_key() -> None:
+    """discover_ttls walks the stored keys, whose prefixes are physical databases: a key with a
+    TTL is handed to the Keyspace using its prefix, whatever number the map gives it, and the
+    active expiry cycle then removes it."""
+    engine = MemoryEngine()
+    now = [1_000]
+    engine.put(db_prefix(1) + b"t", b"v", 2_000)  # database 0's key after SWAPDB 0 1
+    engine.put(db_prefix(0) + b"u", b"v", 2_000)
+    engine.put(db_prefix(20) + b"w", b"v", 2_000)  # a prefix no database uses: nobody's
+    engine.put(DB_MAP_KEY, encode_db_map([1, 0]))
+    node = Node(Config(engine="memory", port=0), engine=engine, clock_ms=lambda: now[0],
+                listen=False)
+    assert node.discover_ttls(100) == 2
+    assert node.state.dbs[0]._expires == {b"t": 2_000}
+    assert node.state.dbs[1]._expires == {b"u": 2_000}
+    now[0] = 2_000
+    assert node.active_expire(deadline_ns=time.perf_counter_ns() + 10**9) == 2
+    assert [k for k, _ in engine.scan()] == [db_prefix(20) + b"w", DB_MAP_KEY]
 
 
 async def test_cluster_mode_keeps_its_error_and_writes_no_map(tmp_path: Path) -> None:
