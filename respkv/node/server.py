@@ -57,7 +57,7 @@ from respkv.commands.core import (
     account_command,
     execute,
 )
-from respkv.commands.errors import CommandError
+from respkv.commands.errors import CommandError, RejectedError
 from respkv.commands.server import (
     called_spec,
     hidden_from_monitors,
@@ -850,7 +850,7 @@ class Node:
                 and touches_keyspace(spec, args)):
             if client.multi is not None:
                 client.multi_error = True  # EXEC will abort, as after any refused command
-            reply: Any = CommandError(E.REPLICA_KEYSPACE)
+            reply: Any = RejectedError(E.REPLICA_KEYSPACE)  # rejectCommand
             self._account(spec, client, args, reply, 0)
             encode(reply, client.resp3, out)
             self._push(mon, out, own=True)

@@ -163,3 +163,12 @@ async def test_exec_commands_in_latency_histograms_and_slowlog(nursery) -> None:
     assert hist["set"][0] == 1 and hist["incr"][0] == 1 and hist["exec"][0] == 1
     names = [e.args[0].lower() for e in node.state.slowlog]
     assert b"incr" in names and b"set" in names and b"exec" not in names  # EXEC: skip_slowlog
+
+
+async def test_key_access_refused_to_a_monitor_is_a_rejected_call(nursery) -> None:
+    node = await start(nursery, engine="memory")
+    a = await connect(node)
+    assert await a.call("MONITOR") == b"+OK\r\n"
+    assert await a.call("GET", "k") == b"-ERR Replica can't interact with the keyspace\r\n"
+    assert node.state.cmdstats["get"] == [0, 0, 1, 0]  # redis-server 7.0.15: rejected_calls=1
+    assert node.state.errorstats == {"ERR": 1}
