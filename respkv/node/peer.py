@@ -451,6 +451,10 @@ class PeerLink:
             self.last_error = f"handshake: {e!r}"
             await trio.aclose_forcefully(stream)
             return None
+        except BaseException:
+            # Cancelled mid-handshake (retire, shutdown): nobody else holds the stream.
+            stream.close_now()
+            raise
         self.peer_id = ini.peer_id
         self.peer_dc = ini.peer_dc
         self._decoder = decoder

@@ -147,4 +147,7 @@ class TlsNetwork:
             why = e.__cause__ or e
             raise OSError(f"TLS handshake with {host}:{port} failed: "
                           f"{getattr(why, 'reason', None) or why}") from None
+        except BaseException:
+            stream.close_now()  # cancelled mid-handshake: the caller never gets the stream
+            raise
         return stream

@@ -296,6 +296,41 @@ async def test_a_link_to_a_silent_peer_is_bounded(monkeypatch) -> None:  # type:
         nursery.cancel_scope.cancel()
 
 
+async def test_a_link_cancelled_in_its_handshake_closes_its_connection() -> None:
+    """Retired (or shut down) while the peer has not greeted yet: the connection the link
+    opened is closed then, not left to the garbage collector (a ResourceWarning)."""
+    dialled: list = []
+
+    class Recording:
+        async def connect(self, host: str, port: int):  # type: ignore[no-untyped-def]
+            dialled.append(await TCP.connect(host, port))
+            return dialled[-1]
+
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+
+        async def mute(_stream: trio.SocketStream) -> None:  # accepts, never greets
+            await trio.sleep_forever()
+
+        await nursery.start(trio.serve_listeners, mute, listeners)
+        link = PeerLink("127.0.0.1", port, identity("cli"), lambda _link: None,
+                        network=Recording())  # type: ignore[arg-type]
+        done = trio.Event()
+
+        async def run_link() -> None:
+            await link.run()
+            done.set()
+
+        nursery.start_soon(run_link)
+        await wait_for(lambda: dialled)
+        link.retire()
+        with trio.fail_after(5):
+            await done.wait()
+        assert dialled[0].sock.fileno() == -1
+        nursery.cancel_scope.cancel()
+
+
 def test_cluster_commands_live_in_the_cluster_nodes_own_table(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A cluster node adds CONSISTENCY, SIBLINGS and RESPKV to its own copy of the command
     table: the shared TABLE (single nodes, COMMAND output) stays redis-server's."""

@@ -174,3 +174,32 @@ async def test_two_nodes_replicate_over_tls_and_refuse_uncertified_peers(certs: 
             await good.connect("127.0.0.1", rogue_port)
         nursery.cancel_scope.cancel()
     assert wire.HANDSHAKE_TIMEOUT_MS  # the TLS handshake runs inside the same deadline
+
+
+async def test_a_dial_cancelled_in_the_tls_handshake_closes_its_connection(certs: str) -> None:
+    """The dialler is cancelled (shutdown, a retired link) while the listener has not answered
+    the TLS hello: the connection is closed then (the listener sees it end), not left to the
+    garbage collector."""
+    accepted: list[trio.SocketStream] = []
+
+    async def mute(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        await trio.sleep_forever()
+
+    network = TlsNetwork(*peer_ssl_contexts(tls_config(certs, "c")))
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        await nursery.start(trio.serve_listeners, mute, listeners)
+        with trio.CancelScope() as dial:
+            nursery.start_soon(cancel_when_accepted, accepted, dial)
+            await network.connect("127.0.0.1", port)
+        with trio.fail_after(10):
+            while await accepted[0].receive_some(4096):  # the client hello, then the end
+                pass
+        nursery.cancel_scope.cancel()
+
+
+async def cancel_when_accepted(accepted: list[trio.SocketStream], scope: trio.CancelScope) -> None:
+    await wait_for(lambda: accepted, "the dial to arrive")
+    scope.cancel()
