@@ -3,6 +3,7 @@ that need to reach into a node (its replica, engine, tasks) while it serves."""
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -68,6 +69,19 @@ async def wait_for(cond: Callable[[], bool], deadline_s: float) -> None:
     with trio.fail_after(deadline_s):
         while not cond():  # noqa: ASYNC110
             await trio.sleep(0.02)
+
+
+def close_after_run(stream: trio.SocketStream) -> None:
+    """Close ``stream``'s socket once the trio run that used it is over (where ``aclose`` can
+    no longer run); a stream already closed is left alone.
+
+    For the teardown of a synchronous fixture that closes what a test left open: pytest-trio
+    runs only the async fixtures a test (or its fixtures) names, so an ``autouse`` async fixture
+    never runs at all -- and the connections it was to close stay open until the interpreter
+    exits (``ResourceWarning: unclosed <socket.socket ...>`` after pytest's summary)."""
+    fd = stream.socket.detach()
+    if fd >= 0:
+        os.close(fd)
 
 
 async def command(node: Node, *args: bytes | str | int) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import trio
@@ -14,6 +14,7 @@ import trio
 from respkv.config import Config
 from respkv.node.server import Node
 from respkv.storage.memory import MemoryEngine
+from respkv.testing.inproc import close_after_run
 from respkv.testing.resp import command_bytes as mb
 
 
@@ -50,10 +51,12 @@ _open: list[Conn] = []
 
 
 @pytest.fixture(autouse=True)
-async def close_conns():
+def close_conns() -> Iterator[None]:
+    """Close the connections a test left open. Synchronous: an autouse async fixture never
+    runs under pytest-trio (see respkv.testing.inproc.close_after_run)."""
     yield
     while _open:
-        await _open.pop().stream.aclose()
+        close_after_run(_open.pop().stream)
 
 
 async def start(nursery: trio.Nursery, **settings: object) -> Node:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import trio
@@ -13,6 +13,7 @@ import trio
 from respkv.config import Config
 from respkv.node.server import MONITOR_OUTPUT_LIMIT, Node
 from respkv.storage.memory import MemoryEngine
+from respkv.testing.inproc import close_after_run
 from respkv.testing.resp import command_bytes as mb
 
 LINE = re.compile(rb'\+(\d+)\.(\d{6}) \[(\d+) ([0-9.]+:\d+)\] (.*)')
@@ -63,10 +64,12 @@ _open: list[Conn] = []
 
 
 @pytest.fixture(autouse=True)
-async def close_conns():
+def close_conns() -> Iterator[None]:
+    """Close the connections a test left open. Synchronous: an autouse async fixture never
+    runs under pytest-trio (see respkv.testing.inproc.close_after_run)."""
     yield
     while _open:
-        await _open.pop().stream.aclose()
+        close_after_run(_open.pop().stream)
 
 
 async def start(nursery: trio.Nursery, **settings: object) -> Node:

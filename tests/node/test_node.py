@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 import pytest
 import trio
@@ -11,6 +12,7 @@ import trio.lowlevel
 from respkv.config import Config
 from respkv.node.server import Node
 from respkv.storage.memory import MemoryEngine
+from respkv.testing.inproc import close_after_run
 from respkv.testing.resp import command_bytes as mb
 
 
@@ -47,10 +49,12 @@ _open: list[RawClient] = []
 
 
 @pytest.fixture(autouse=True)
-async def close_clients():
+def close_clients() -> Iterator[None]:
+    """Close the connections a test left open. Synchronous: an autouse async fixture never
+    runs under pytest-trio (see respkv.testing.inproc.close_after_run)."""
     yield
     while _open:
-        await _open.pop().stream.aclose()
+        close_after_run(_open.pop().stream)
 
 
 @pytest.fixture
