@@ -11,6 +11,7 @@ import os
 import signal
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +87,7 @@ class LocalCluster(NodeProcesses):
         self.engine = engine
         self.nodes: list[ServerProcess | None] = [None] * n
         self.paused: set[int] = set()
+        self._clients: weakref.WeakSet[redis.Redis] = weakref.WeakSet()
         try:
             for i in range(n):
                 self.start(i)
@@ -137,10 +139,15 @@ class LocalCluster(NodeProcesses):
         return self.nodes[i]  # type: ignore[return-value]
 
     def client(self, i: int, **kw: Any) -> redis.Redis:
-        return redis.Redis(port=self.ports[i], socket_timeout=10, **kw)
+        """A client of node i. ``stop`` closes it if the test still holds it (a client the
+        test dropped was closed then)."""
+        r = redis.Redis(port=self.ports[i], socket_timeout=10, **kw)
+        self._clients.add(r)
+        return r
 
     def info(self, i: int) -> dict[str, Any]:
-        return self.client(i).info("cluster")
+        with redis.Redis(port=self.ports[i], socket_timeout=10) as r:
+            return r.info("cluster")
 
     def wait_converged(self, live: list[int] | None = None, timeout: float = 60.0) -> None:
         """Every live node has every other live node up (and a ring of all nodes)."""
@@ -160,6 +167,8 @@ class LocalCluster(NodeProcesses):
         wait_for_port(self.ports[i])
 
     def stop(self) -> None:
+        for r in list(self._clients):
+            r.close()
         self.resume_all()
         for node in self.nodes:
             if node is not None:
