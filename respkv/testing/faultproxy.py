@@ -118,14 +118,18 @@ class FaultProxy:
                 self._routes[node] = (port, real_port)
                 return port
         sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, proxy_port))
-        sock.listen(128)
-        port = sock.getsockname()[1]
-        with self._lock:
-            self._routes[node] = (port, real_port)
-        assert self._token is not None
-        trio.from_thread.run_sync(self._spawn_listener, node, sock, trio_token=self._token)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, proxy_port))
+            sock.listen(128)
+            port = sock.getsockname()[1]
+            with self._lock:
+                self._routes[node] = (port, real_port)
+            assert self._token is not None
+            trio.from_thread.run_sync(self._spawn_listener, node, sock, trio_token=self._token)
+        except BaseException:
+            sock.close()  # the listener never started: it owns nothing yet
+            raise
         return port
 
     def port_of(self, node: str) -> int:

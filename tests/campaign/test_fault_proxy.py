@@ -138,3 +138,13 @@ def test_partition_separates_groups_both_ways(echo_port: int) -> None:
         proxy.heal()
         s = dial(port, "a")
         s.close()
+
+
+def test_a_proxy_port_that_is_taken_is_refused_and_its_socket_closed() -> None:
+    with socket.socket() as taken, FaultProxy() as proxy:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        # The listening socket made for it is closed at once: left to the garbage collector it
+        # is a ResourceWarning, an error under filterwarnings = error.
+        with pytest.raises(OSError):
+            proxy.add_node("n0", 1, proxy_port=taken.getsockname()[1])
