@@ -14,6 +14,7 @@ Attributes (``|``) are read and dropped. Trees compare with ``==``.
 from __future__ import annotations
 
 import socket
+import time
 from collections import Counter
 from typing import Any
 
@@ -154,3 +155,31 @@ def flushall(port: int) -> None:
         tree, raw = c.call("FLUSHALL")
         if tree != ("+", b"OK"):
             raise RuntimeError(f"FLUSHALL on port {port} answered {raw!r}")
+
+
+SLEEP = "sleep"
+"""A script step ``(SLEEP, seconds)``: pause between commands (to let PX keys expire)."""
+
+
+def run_script(port: int, script: list[tuple[Any, ...]], resp3: bool,
+               connections: int = 2) -> list[bytes]:
+    """Run ``script`` on ``connections`` fresh connections after a FLUSHALL (and HELLO 3 on
+    each when ``resp3``): each step is ``(connection index, *command)`` or ``(SLEEP, s)``.
+    Returns every command's raw reply bytes, in order, for comparing two servers."""
+    conns = [RawConn(port) for _ in range(connections)]
+    try:
+        conns[0].call("FLUSHALL")
+        if resp3:
+            for c in conns:
+                c.call("HELLO", "3")
+        out = []
+        for step in script:
+            if step[0] == SLEEP:
+                time.sleep(step[1])
+                continue
+            _, raw = conns[step[0]].call(*step[1:])
+            out.append(raw)
+        return out
+    finally:
+        for c in conns:
+            c.close()

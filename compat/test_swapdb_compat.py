@@ -6,15 +6,13 @@ after swaps, SWAPDB inside MULTI. Random sequences with SWAPDB are in test_diffe
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
-from rawresp import COMPARED, RawConn
+from rawresp import COMPARED, SLEEP, RawConn, run_script
 
 from respkv.protocol import rdb
 
-SLEEP = "sleep"  # a step (SLEEP, seconds): let PX keys expire on both servers
 # (Every KEYS, SCAN and RANDOMKEY here matches one key at most: redis-server answers in hash
 # order, which its random hash seed changes from one process to the next.)
 
@@ -122,23 +120,7 @@ SCRIPTS: dict[str, list[tuple[Any, ...]]] = {
 
 
 def run(port: int, script: list[tuple[Any, ...]], resp3: bool) -> list[bytes]:
-    conns = [RawConn(port) for _ in range(3)]
-    try:
-        conns[0].call("FLUSHALL")
-        if resp3:
-            for c in conns:
-                c.call("HELLO", "3")
-        out = []
-        for step in script:
-            if step[0] == SLEEP:
-                time.sleep(step[1])
-                continue
-            _, raw = conns[step[0]].call(*step[1:])
-            out.append(raw)
-        return out
-    finally:
-        for c in conns:
-            c.close()
+    return run_script(port, script, resp3, connections=3)
 
 
 @pytest.mark.parametrize("resp3", [False, True], ids=["resp2", "resp3"])

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import redis
-from rawresp import COMPARED, RawConn
+from rawresp import COMPARED, RawConn, run_script
 
 # A script: steps (connection index, command...). Every reply must be the same bytes on both.
 SCRIPTS: dict[str, list[tuple[Any, ...]]] = {
@@ -79,20 +79,7 @@ SCRIPTS: dict[str, list[tuple[Any, ...]]] = {
 
 
 def run(port: int, script: list[tuple[Any, ...]], resp3: bool) -> list[bytes]:
-    conns = [RawConn(port), RawConn(port)]
-    try:
-        conns[0].call("FLUSHALL")
-        if resp3:
-            for c in conns:
-                c.call("HELLO", "3")
-        out = []
-        for step in script:
-            _, raw = conns[step[0]].call(*step[1:])
-            out.append(raw)
-        return out
-    finally:
-        for c in conns:
-            c.close()
+    return run_script(port, script, resp3, connections=2)
 
 
 @pytest.mark.parametrize("resp3", [False, True], ids=["resp2", "resp3"])
